@@ -1,0 +1,130 @@
+"""Backbones: tiny Llama/Qwen-style models built from a config with a locally trained tokenizer, or any Hugging
+Face causal LM by model id or local path (optionally with LoRA adapters from peft).
+
+Tiny backbones (`tiny-llama`, `tiny-qwen2`, `tiny-qwen3`) have random initial weights drawn from the training
+seed and a word-level tokenizer trained with `tokenizers` on the dataset's own text (every title plus the prompt
+template), so no title token is ever unknown. The tokenizer adds BOS through its post-processor, which makes
+SFT, preference training and ranking agree on the prompt's first token. It is saved once per dataset text
+(fingerprinted) and reloaded with `AutoTokenizer`.
+
+A model id or path is loaded with ``local_files_only=True`` unless ``backbone.allow_download`` is set: nothing is
+downloaded at run time unless the user asked for it, and a missing model is a clear error.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterable
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
+
+from bench.config import BackboneConfig
+
+TINY = {"tiny-llama": "LlamaConfig", "tiny-qwen2": "Qwen2Config", "tiny-qwen3": "Qwen3Config"}
+SPECIALS = ["[PAD]", "[BOS]", "[EOS]", "[UNK]"]
+
+
+class BackboneError(RuntimeError):
+    """A backbone that cannot be built or found."""
+
+
+def is_tiny(cfg: BackboneConfig) -> bool:
+    return cfg.name in TINY
+
+
+def train_word_tokenizer(texts: Iterable[str]) -> PreTrainedTokenizerFast:
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator(texts, trainers.WordLevelTrainer(special_tokens=SPECIALS, min_frequency=1))
+    tok.post_processor = processors.TemplateProcessing(single="[BOS] $A", pair="[BOS] $A $B",
+                                                       special_tokens=[("[BOS]", tok.token_to_id("[BOS]"))])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", bos_token="[BOS]", eos_token="[EOS]",
+                                   unk_token="[UNK]")
+
+
+def load_tokenizer(cfg: BackboneConfig, texts: list[str], cache_dir: Path):
+    """The backbone's tokenizer; for tiny backbones trained on `texts` once and cached by their fingerprint."""
+    if not is_tiny(cfg):
+        tok = _from_hub(AutoTokenizer, cfg)
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        return tok
+    digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
+    path = cache_dir / "tokenizers" / digest
+    if not (path / "tokenizer.json").exists():
+        save_atomically(train_word_tokenizer(texts), path)
+    return AutoTokenizer.from_pretrained(path)
+
+
+def build_model(cfg: BackboneConfig, tokenizer, seed: int, device: torch.device):
+    """The base (pre-SFT) model: tiny ones from config with seeded weights, others from a local path or the hub."""
+    if is_tiny(cfg):
+        import transformers
+
+        config_cls = getattr(transformers, TINY[cfg.name])
+        config = config_cls(vocab_size=len(tokenizer), hidden_size=cfg.hidden_size,
+                            num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
+                            num_key_value_heads=cfg.num_heads, intermediate_size=cfg.intermediate_size,
+                            max_position_embeddings=1024, tie_word_embeddings=True,
+                            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                            pad_token_id=tokenizer.pad_token_id)
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(config)
+    else:
+        model = _from_hub(AutoModelForCausalLM, cfg, dtype=getattr(torch, cfg.dtype))
+        if model.config.pad_token_id is None:
+            model.config.pad_token_id = tokenizer.pad_token_id
+    model.to(device=device, dtype=getattr(torch, cfg.dtype))
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if cfg.lora:
+        model = add_lora(model, cfg)
+    return model
+
+
+def add_lora(model, cfg: BackboneConfig):
+    from peft import LoraConfig, get_peft_model
+
+    return get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                                            target_modules="all-linear", task_type="CAUSAL_LM"))
+
+
+def load_trained(path: Path, cfg: BackboneConfig, device: torch.device):
+    """Reload a model saved by `save_atomically` (full weights, or base + LoRA adapter)."""
+    if (path / "adapter_config.json").exists():
+        from peft import PeftModel
+
+        base = _from_hub(AutoModelForCausalLM, cfg, dtype=getattr(torch, cfg.dtype))
+        model = PeftModel.from_pretrained(base, path, is_trainable=True)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, cfg.dtype))
+    return model.to(device)
+
+
+def save_atomically(obj, path: Path) -> None:
+    """`obj.save_pretrained` into a temporary sibling, then rename: a reader never sees a half-written folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    try:
+        obj.save_pretrained(tmp)
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _from_hub(cls, cfg: BackboneConfig, **kwargs):
+    try:
+        return cls.from_pretrained(cfg.name, local_files_only=not cfg.allow_download, **kwargs)
+    except OSError as err:
+        hint = "" if cfg.allow_download else (" Nothing is downloaded unless asked: pass a local path, or "
+                                              "--set backbone.allow_download=true to fetch it from the hub.")
+        raise BackboneError(f"backbone {cfg.name!r} could not be loaded: {err}.{hint}") from err

@@ -1,0 +1,116 @@
+"""Command line: `python -m bench run ...` and `python -m bench ls`.
+
+Bad input (an unknown method, shift, dataset, profile or `--set` key, a wrong value type, a missing model file) is
+reported on stderr as one `error:` line naming the input, with a non-zero exit and nothing written.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+
+from tabulate import tabulate
+
+METRICS = ("HR@10", "NDCG@10", "HR@20", "NDCG@20", "valid_ratio")
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="train and score methods on one shift")
+    r.add_argument("--methods", required=True, help="comma-separated method names (see `ls`)")
+    r.add_argument("--shift", help="iid, popularity, temporal, exposure or mixed (default: the profile's)")
+    r.add_argument("--dataset", help="dataset name (default: the profile's)")
+    r.add_argument("--profile", default="tiny", help="tiny (default), smoke, or another bench/profiles/*.yaml")
+    r.add_argument("--seed", type=int, help="training seed (the split seed is data.split_seed)")
+    r.add_argument("--ranking", help="ranking protocol: likelihood or beam (default: the profile's)")
+    r.add_argument("--negatives", type=int, help="rejected responses per prompt for preference methods")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a profile value (data.shift=iid, sft.epochs=2, causaldpo.mmd_weight=0.5)")
+    sub.add_parser("ls", help="list datasets, shifts, methods, ranking protocols and profiles")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    from methods.hparams import ConfigError
+    from splits.registry import UnknownNameError
+    from bench.backbone import BackboneError
+
+    try:
+        if args.command == "ls":
+            return list_registries()
+        return run_command(args)
+    except (UnknownNameError, ConfigError, BackboneError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def list_registries() -> int:
+    import methods
+    from bench.config import PROFILES
+    from bench.ranking import PROTOCOLS
+    from splits import DATASETS, SHIFTS
+
+    print("datasets:  ", ", ".join(DATASETS.names()))
+    print("shifts:    ", ", ".join(SHIFTS.names()))
+    print("protocols: ", ", ".join(PROTOCOLS.names()))
+    print("profiles:  ", ", ".join(PROFILES.names()))
+    print("methods:")
+    for name in methods.METHODS.names():
+        paper = methods.METHODS.get(name).paper
+        print(f"  {name:<12} {paper.title}" + (f" (arXiv {paper.arxiv})" if paper.arxiv else ""))
+    print("  <name>+causal  any pairwise preference method with CausalDPO's regularizer")
+    return 0
+
+
+def run_command(args) -> int:
+    import methods
+    from bench.config import apply_overrides, load_profile
+    from bench.ranking import PROTOCOLS
+    from splits import DATASETS, SHIFTS
+
+    cfg = load_profile(args.profile)
+    names = [n.strip() for n in args.methods.split(",") if n.strip()]
+    if not names:
+        raise ValueError("--methods is empty")
+    for name in names:
+        methods.method_class(name)
+    flags = [f"data.shift={args.shift}" if args.shift else None, f"data.dataset={args.dataset}" if args.dataset
+             else None, f"seed={args.seed}" if args.seed is not None else None,
+             f"ranking.protocol={args.ranking}" if args.ranking else None,
+             f"preference.negatives={args.negatives}" if args.negatives is not None else None]
+    apply_overrides(cfg, [f for f in flags if f] + args.set, names)
+    SHIFTS.get(cfg.data.shift)
+    DATASETS.get(cfg.data.dataset)
+    PROTOCOLS.get(cfg.ranking.protocol)
+    for name in names:
+        methods.resolve(name, cfg.method_overrides.get(name))
+    unknown = set(cfg.method_overrides) - set(names)
+    if unknown:
+        raise ValueError(f"--set for {', '.join(sorted(unknown))}, which is not among --methods")
+
+    from bench.pipeline import run
+
+    log(f"run: {', '.join(names)} on {cfg.data.dataset}/{cfg.data.shift}, profile {cfg.profile}, seed {cfg.seed}")
+    records = run(cfg, names, log)
+    print_table(records)
+    return 0
+
+
+def print_table(records: list[dict]) -> None:
+    rows = []
+    for rec in records:
+        for part, res in rec["results"].items():
+            m = res["metrics"]
+            rows.append([rec["method"], part, *[m[k] for k in METRICS], res["samples"],
+                         rec.get("seconds_per_epoch")])
+    print(tabulate(rows, headers=["method", "test", *METRICS, "samples", "s/epoch"], floatfmt=".4f"))

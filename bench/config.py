@@ -1,0 +1,159 @@
+"""Run configuration: one dataclass per stage, YAML profiles, and `--set key=value` overrides.
+
+A profile (``bench/profiles/<name>.yaml``) gives every value of a run; ``--set section.field=value`` overrides one,
+type-checked against the dataclass field (``--set sft.epochs=2``, ``--set data.shift=popularity``). Method
+hyperparameters live in each method's own dataclass (``methods/``) and are overridden with the method's name as the
+section (``--set causaldpo.mmd_weight=0.5``); they are collected in ``RunConfig.method_overrides`` and resolved by
+the method registry, so this module does not import ``methods``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from methods.hparams import ConfigError, coerce
+from splits.registry import Registry
+
+
+@dataclass
+class DataConfig:
+    dataset: str = field(default="ml-100k", metadata={"help": "registered dataset name (`python -m bench ls`)"})
+    shift: str = field(default="temporal", metadata={"help": "iid, popularity, temporal, exposure or mixed"})
+    split_seed: int = field(default=0, metadata={"help": "seed of the split; kept fixed across training seeds"})
+    history_len: int = field(default=10, metadata={"help": "most recent positive items in a prompt"})
+    max_train_samples: int | None = field(default=None, metadata={"help": "cap on SFT samples (None: all)"})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "cap on scored test samples (None: all)"})
+    eval_parts: list[str] = field(default_factory=lambda: ["ood_test"],
+                                  metadata={"help": "parts scored; `ood_test` falls back to `iid_test` for iid"})
+    raw_path: str | None = field(default=None, metadata={"help": "raw files of datasets that do not ship here"})
+
+
+@dataclass
+class BackboneConfig:
+    name: str = field(default="tiny-llama", metadata={
+        "help": "tiny-llama / tiny-qwen2 / tiny-qwen3 (built from config with a locally trained tokenizer), "
+                "or a Hugging Face model id or local path"})
+    hidden_size: int = field(default=64, metadata={"help": "tiny backbones: width"})
+    num_layers: int = field(default=2, metadata={"help": "tiny backbones: decoder layers"})
+    num_heads: int = field(default=4, metadata={"help": "tiny backbones: attention heads"})
+    intermediate_size: int = field(default=256, metadata={"help": "tiny backbones: MLP width"})
+    allow_download: bool = field(default=False, metadata={"help": "let a hub model id download (off: local only)"})
+    dtype: str = field(default="float32", metadata={"help": "float32 or bfloat16"})
+    lora: bool = field(default=False, metadata={"help": "train LoRA adapters (peft) instead of all weights"})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank"})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha"})
+    lora_dropout: float = field(default=0.1, metadata={"help": "LoRA dropout"})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for memory"})
+
+
+@dataclass
+class SFTConfig:
+    epochs: float = field(default=3, metadata={"help": "SFT epochs over the training samples"})
+    learning_rate: float = field(default=2e-3, metadata={"help": "peak learning rate (cosine schedule)"})
+    batch_size: int = field(default=32, metadata={"help": "per-device batch size"})
+    grad_accum: int = field(default=1, metadata={"help": "gradient accumulation steps"})
+    warmup_ratio: float = field(default=0.05, metadata={"help": "linear warm-up fraction"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+
+
+@dataclass
+class PreferenceConfig:
+    epochs: float = field(default=1, metadata={"help": "epochs over the preference pairs"})
+    learning_rate: float = field(default=1e-4, metadata={"help": "peak learning rate (cosine schedule)"})
+    batch_size: int = field(default=16, metadata={"help": "prompts per step; each brings 1 chosen + K rejected"})
+    grad_accum: int = field(default=1, metadata={"help": "gradient accumulation steps"})
+    warmup_ratio: float = field(default=0.1, metadata={"help": "linear warm-up fraction"})
+    max_pairs: int | None = field(default=None, metadata={"help": "cap on preference prompts (None: all)"})
+    negatives: int = field(default=1, metadata={"help": "rejected responses per prompt (K)"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping"})
+
+
+@dataclass
+class RankingConfig:
+    protocol: str = field(default="likelihood", metadata={"help": "likelihood or beam"})
+    k: int = field(default=20, metadata={"help": "length of the ranked list kept per sample"})
+    batch_size: int = field(default=16, metadata={"help": "prompts per ranking batch"})
+
+
+@dataclass
+class RunConfig:
+    profile: str = "tiny"
+    seed: int = field(default=0, metadata={"help": "training seed (the split has its own)"})
+    results_dir: str = field(default="runs/results", metadata={"help": "one JSON record per run lands here"})
+    cache_dir: str = field(default="runs/cache", metadata={"help": "tokenizers, SFT models, reference log-probs"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
+    data: DataConfig = field(default_factory=DataConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    preference: PreferenceConfig = field(default_factory=PreferenceConfig)
+    ranking: RankingConfig = field(default_factory=RankingConfig)
+    method_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+SECTIONS = ("data", "backbone", "sft", "preference", "ranking")
+PROFILES = Registry("profile")
+for _path in sorted(resources.files("bench").joinpath("profiles").iterdir(), key=lambda p: p.name):
+    if _path.name.endswith(".yaml"):
+        PROFILES.add(_path.name[: -len(".yaml")], _path)
+
+
+def load_profile(name: str) -> RunConfig:
+    path = PROFILES.get(name)
+    raw = yaml.safe_load(path.read_text()) or {}
+    cfg = RunConfig(profile=name)
+    for key, value in _flatten(raw):
+        _assign(cfg, key, value, source=f"profile {name!r} ({path.name})")
+    return cfg
+
+
+def apply_overrides(cfg: RunConfig, assignments: list[str], method_names: list[str]) -> RunConfig:
+    """Apply ``key=value`` strings; values are parsed as YAML scalars, then checked against the field type."""
+    for text in assignments:
+        if "=" not in text:
+            raise ConfigError(f"--set {text!r}: expected key=value")
+        key, raw = text.split("=", 1)
+        value = yaml.safe_load(raw) if raw != "" else None
+        head = key.split(".", 1)[0]
+        if head in method_names and "." in key:
+            cfg.method_overrides.setdefault(head, {})[key.split(".", 1)[1]] = value
+            continue
+        _assign(cfg, key, value, source=f"--set {text}")
+    return cfg
+
+
+def _flatten(raw: dict, prefix: str = ""):
+    for key, value in raw.items():
+        if isinstance(value, dict) and key != "method_overrides":
+            yield from _flatten(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def _assign(cfg: RunConfig, key: str, value: Any, source: str) -> None:
+    target: Any = cfg
+    parts = key.split(".")
+    for part in parts[:-1]:
+        if not dataclasses.is_dataclass(target) or part not in {f.name for f in fields(target)}:
+            raise ConfigError(f"{source}: unknown section {part!r} in {key!r}; sections: {', '.join(SECTIONS)}")
+        target = getattr(target, part)
+    name = parts[-1]
+    known = {f.name: f for f in fields(target)}
+    if name not in known:
+        close = difflib.get_close_matches(name, list(known), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"{source}: unknown key {key!r}.{hint} Keys here: {', '.join(known)}")
+    if key == "method_overrides":
+        setattr(target, name, dict(value or {}))
+        return
+    hints = typing.get_type_hints(type(target))
+    setattr(target, name, coerce(value, hints[name], f"{source}: {key}"))

@@ -1,0 +1,196 @@
+"""One run, top to bottom: data -> split -> samples -> tokenizer -> SFT (cached) -> each method's fit -> ranking
+-> metrics -> one record per method. Every stage logs one line.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+import methods
+from bench.backbone import build_model, is_tiny, load_tokenizer, load_trained
+from bench.config import RunConfig
+from bench.metrics import grouped_metrics, popularity_groups, ranking_metrics, recommendation_counts
+from bench.prompts import encode_completion, encode_prompt, noun_for, render_prompt
+from bench.ranking import Catalogue, rank
+from bench.results import environment, peak_memory_mb, record_key, record_path, write_record
+from bench.samples import Samples, build_samples
+from bench.sft import cached_sft, run_sft
+from methods.base import MethodContext, TrainingSamples
+from methods.trainer import cached_reference_logps
+from splits import build_split, load_dataset
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class LLMRecommender:
+    """A trained language model scored by the run's ranking protocol."""
+
+    def __init__(self, model, catalogue: Catalogue, protocol: str, batch_size: int):
+        self.model, self.catalogue, self.protocol, self.batch_size = model, catalogue, protocol, batch_size
+
+    def rank(self, prompts, histories, k):
+        result = rank(self.protocol, self.model, prompts, self.catalogue, k=k, batch_size=self.batch_size)
+        return result.topk, result.valid
+
+
+class Cell:
+    """Everything shared by the methods of one (dataset, shift, split seed, training seed, backbone) cell."""
+
+    def __init__(self, cfg: RunConfig, log: Callable[[str], None]):
+        self.cfg, self.log = cfg, log
+        self.device = pick_device(cfg.device)
+        self.cache_dir = Path(cfg.cache_dir)
+        data = cfg.data
+        start = time.perf_counter()
+        options = {"raw_path": data.raw_path} if data.raw_path else {}
+        self.dataset = load_dataset(data.dataset, **options)
+        self.split = build_split(self.dataset, data.shift, data.split_seed)
+        sizes = ", ".join(f"{p} {len(self.split[p])}" for p in self.split.parts)
+        log(f"data: {data.dataset} / {data.shift} (split seed {data.split_seed}): {len(self.dataset.titles)} items; "
+            f"{sizes}; fingerprint {self.split.fingerprint[:12]} ({time.perf_counter() - start:.1f}s)")
+
+        self.items = np.asarray(self.dataset.items, dtype=np.int64)
+        self.position = {int(item): i for i, item in enumerate(self.items)}
+        counts = self.split["train"]["item"].value_counts()
+        self.train_counts = np.array([counts.get(i, 0) for i in self.items], dtype=np.int64)
+        self.groups = popularity_groups(self.train_counts)
+        self.noun = noun_for(data.dataset)
+
+        self.train = build_samples(self.split, "train", data.history_len, data.max_train_samples, data.split_seed)
+        self.eval_parts = {}
+        for part in data.eval_parts:
+            name = "iid_test" if part == "ood_test" and len(self.split["ood_test"]) == 0 else part
+            self.eval_parts[name] = build_samples(self.split, name, data.history_len, data.max_eval_samples,
+                                                  data.split_seed)
+        log("samples: train {} (dropped {} with no history); {}".format(
+            len(self.train), self.train.dropped,
+            "; ".join(f"{p} {len(s)} of {len(self.split[p])}" for p, s in self.eval_parts.items())))
+
+        titles = [self.dataset.titles[int(i)] for i in self.items]
+        self.tokenizer = load_tokenizer(cfg.backbone, titles + [render_prompt(["x"], self.noun)], self.cache_dir)
+        self.completions = {int(i): encode_completion(self.tokenizer, t) for i, t in zip(self.items, titles)}
+        self.catalogue = Catalogue(items=self.items.tolist(), completions=[self.completions[int(i)] for i in self.items],
+                                   eos_id=self.tokenizer.eos_token_id, pad_id=self.tokenizer.pad_token_id)
+        self.train_prompts = self.encode(self.train)
+        self.eval_prompts = {p: self.encode(s) for p, s in self.eval_parts.items()}
+        log(f"tokenizer: {cfg.backbone.name}, vocabulary {len(self.tokenizer)}, "
+            f"mean prompt {np.mean([len(p) for p in self.train_prompts]):.0f} tokens")
+
+        self.sft_tag = record_key({"split": self.split.fingerprint, "backbone": dataclasses.asdict(cfg.backbone),
+                                   "sft": dataclasses.asdict(cfg.sft), "seed": cfg.seed,
+                                   "history_len": data.history_len, "max_train_samples": data.max_train_samples,
+                                   "tokenizer": len(self.tokenizer)})
+        self.sft_dir = self.cache_dir / "sft" / self.sft_tag
+        self.sft_stats: dict | None = None
+
+    def encode(self, samples: Samples) -> list[list[int]]:
+        titles = self.dataset.titles
+        return [encode_prompt(self.tokenizer, render_prompt([titles[int(i)] for i in h], self.noun))
+                for h in samples.histories]
+
+    def base_model(self):
+        return build_model(self.cfg.backbone, self.tokenizer, self.cfg.seed, self.device)
+
+    def ensure_sft(self) -> dict:
+        if self.sft_stats is None:
+            self.sft_stats = cached_sft(self.sft_dir, self.base_model, self.tokenizer, self.train_prompts,
+                                        [self.completions[int(t)] for t in self.train.targets], self.cfg.sft,
+                                        self.cfg.seed, self.device, self.cfg.backbone.dtype, self.log)
+        return self.sft_stats
+
+    def sft_model(self):
+        return load_trained(self.sft_dir, self.cfg.backbone, self.device)
+
+    def sft_step(self, model, prompts, targets, epochs, learning_rate):
+        return run_sft(model, self.tokenizer, prompts, [self.completions[int(t)] for t in targets], epochs,
+                       learning_rate, self.cfg.sft.batch_size, self.cfg.seed, self.device,
+                       dtype=self.cfg.backbone.dtype)
+
+    def predict_top1(self, model, prompts) -> np.ndarray:
+        top = rank("beam", model, prompts, self.catalogue, k=1, batch_size=self.cfg.ranking.batch_size).topk[:, 0]
+        return np.where(top >= 0, self.items[np.maximum(top, 0)], -1)
+
+    def context(self, method_output: Path) -> MethodContext:
+        return MethodContext(
+            split=self.split,
+            train=TrainingSamples(self.train_prompts, self.train.targets, self.train.histories),
+            items=self.items, completions=self.completions, train_counts=self.train_counts,
+            preference=self.cfg.preference, seed=self.cfg.seed, device=self.device, tokenizer=self.tokenizer,
+            load_sft_model=self.sft_model, load_base_model=self.base_model, sft_tag=self.sft_tag,
+            sft_step=self.sft_step,
+            reference_logps=lambda loader, tag, pairs: cached_reference_logps(
+                self.cache_dir, tag, loader, pairs, self.tokenizer.pad_token_id, self.device, self.log),
+            recommender=lambda model: LLMRecommender(model, self.catalogue, self.cfg.ranking.protocol,
+                                                     self.cfg.ranking.batch_size),
+            predict_top1=self.predict_top1, output_dir=method_output, log=self.log)
+
+    def evaluate(self, recommender) -> dict:
+        out = {}
+        for part, samples in self.eval_parts.items():
+            start = time.perf_counter()
+            topk, valid = recommender.rank(self.eval_prompts[part], samples.histories, self.cfg.ranking.k)
+            targets = np.array([self.position[int(t)] for t in samples.targets])
+            metrics = ranking_metrics(topk, targets)
+            metrics["valid_ratio"] = float(np.mean(valid)) if len(valid) else float("nan")
+            out[part] = {"metrics": metrics, "groups": grouped_metrics(topk, targets, self.groups),
+                         "recommendation_counts": recommendation_counts(topk, self.groups, k=10),
+                         "samples": len(samples), "seconds": time.perf_counter() - start}
+        return out
+
+
+def run(cfg: RunConfig, method_names: list[str], log: Callable[[str], None] = print) -> list[dict]:
+    """Train and score each named method on one cell; returns (and writes) one record per method."""
+    chosen = [(name, methods.resolve(name, cfg.method_overrides.get(name))) for name in method_names]
+    torch.manual_seed(cfg.seed)
+    cell = Cell(cfg, log)
+    env = environment(cell.device)
+    if any(m.uses_sft for _, m in chosen):
+        stats = cell.ensure_sft()
+        log(f"sft: {stats['seconds_per_epoch']:.1f} s/epoch")
+    records = []
+    for name, method in chosen:
+        config_dict = dataclasses.asdict(method.config)
+        run_cfg = cfg.to_dict()
+        for volatile in ("results_dir", "cache_dir", "method_overrides", "device"):
+            run_cfg.pop(volatile)
+        key = record_key({"method": name, "hyperparameters": config_dict, "config": run_cfg,
+                          "split": cell.split.fingerprint})
+        log(f"{name}: fitting ({method.paper.title}{', arXiv ' + method.paper.arxiv if method.paper.arxiv else ''})")
+        ctx = cell.context(Path(cfg.cache_dir) / "methods" / key)
+        torch.manual_seed(cfg.seed)
+        start = time.perf_counter()
+        recommender = method.fit(ctx)
+        fit_seconds = time.perf_counter() - start
+        log(f"{name}: fitted in {fit_seconds:.1f}s; ranking {', '.join(cell.eval_parts)} "
+            f"with the {cfg.ranking.protocol} protocol")
+        results = cell.evaluate(recommender)
+        record = {
+            "key": key, "method": name, "paper": dataclasses.asdict(method.paper), "hyperparameters": config_dict,
+            "config": cfg.to_dict(), "dataset": cfg.data.dataset, "shift": cfg.data.shift,
+            "seed": cfg.seed, "split_seed": cfg.data.split_seed, "split_fingerprint": cell.split.fingerprint,
+            "split_info": json.loads(json.dumps(cell.split.info, default=str)),
+            "protocol": cfg.ranking.protocol, "sft_tag": cell.sft_tag if method.uses_sft else None,
+            "sft": cell.sft_stats if method.uses_sft else None, "fit_seconds": fit_seconds,
+            "seconds_per_epoch": ctx.stats.get("seconds_per_epoch"), "method_stats": ctx.stats,
+            "results": results, "environment": env, "memory": peak_memory_mb(cell.device),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        path = record_path(cfg.results_dir, cfg.data.dataset, cfg.data.shift, name, key)
+        write_record(path, record)
+        headline = results[next(iter(results))]["metrics"]
+        log(f"{name}: HR@10 {headline['HR@10']:.4f} NDCG@10 {headline['NDCG@10']:.4f} -> {path}")
+        records.append(record)
+        del recommender
+    return records
+
+

@@ -1,0 +1,71 @@
+"""Supervised fine-tuning with TRL's `SFTTrainer`, loss on the completion only, cached per cell.
+
+The dataset is pre-tokenized through `bench.prompts` (columns `input_ids` and `completion_mask`), so SFT sees the
+exact token ids that preference training and ranking use; with `completion_only_loss=True` TRL masks the prompt.
+The SFT model of a (dataset, shift, split seed, training seed, backbone, SFT config, split fingerprint) cell is
+trained once, saved atomically under the cache, and every method of the cell starts from a fresh copy of it.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import datasets
+import torch
+from trl import SFTConfig as TRLSFTConfig
+from trl import SFTTrainer
+
+from bench.backbone import save_atomically
+from methods.trainer import EpochTimer, training_arguments
+
+logging.getLogger("trl").setLevel(logging.ERROR)
+
+
+def sft_dataset(prompts: list[list[int]], completions: list[list[int]]) -> datasets.Dataset:
+    return datasets.Dataset.from_dict({
+        "input_ids": [p + c for p, c in zip(prompts, completions)],
+        "completion_mask": [[0] * len(p) + [1] * len(c) for p, c in zip(prompts, completions)]})
+
+
+def run_sft(model, tokenizer, prompts: list[list[int]], completions: list[list[int]], epochs: float,
+            learning_rate: float, batch_size: int, seed: int, device, grad_accum: int = 1, warmup: float = 0.05,
+            weight_decay: float = 0.0, dtype: str = "float32"):
+    """Train `model` in place with TRL's SFTTrainer; returns (model, seconds per epoch)."""
+    with tempfile.TemporaryDirectory() as out:
+        args = TRLSFTConfig(**training_arguments(out, epochs, batch_size, grad_accum, learning_rate, warmup, seed,
+                                                 device, dtype=dtype, weight_decay=weight_decay),
+                            completion_only_loss=True, max_length=None, dataset_num_proc=None, packing=False)
+        timer = EpochTimer()
+        trainer = SFTTrainer(model=model, args=args, train_dataset=sft_dataset(prompts, completions),
+                             processing_class=tokenizer, callbacks=[timer])
+        trainer.train()
+    return trainer.model, timer.seconds_per_epoch(epochs)
+
+
+def cached_sft(path: Path, build_model, tokenizer, prompts, completions, cfg, seed: int, device, dtype: str,
+               log=print) -> dict:
+    """Train and save the cell's SFT model unless `path` already holds it; returns its stats (kept beside it)."""
+    stats_file = path / "sft_stats.json"
+    if stats_file.exists():
+        log(f"sft: cached ({path})")
+        return json.loads(stats_file.read_text())
+    log(f"sft: training on {len(prompts)} samples for {cfg.epochs} epochs")
+    start = time.perf_counter()
+    model, seconds = run_sft(build_model(), tokenizer, prompts, completions, cfg.epochs, cfg.learning_rate,
+                             cfg.batch_size, seed, device, cfg.grad_accum, cfg.warmup_ratio, cfg.weight_decay, dtype)
+    stats = {"seconds_per_epoch": seconds, "train_seconds": time.perf_counter() - start, "samples": len(prompts)}
+
+    class _Saver:  # the model and its stats land in one atomic rename
+        def save_pretrained(self, target):
+            model.save_pretrained(target)
+            tokenizer.save_pretrained(target)
+            (Path(target) / "sft_stats.json").write_text(json.dumps(stats))
+
+    save_atomically(_Saver(), path)
+    del model
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return stats

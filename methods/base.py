@@ -1,0 +1,84 @@
+"""The method interface: a paper reference, a hyperparameter dataclass, and `fit(context) -> Recommender`.
+
+Every method is one class registered in `METHODS` under its name. Its `Config` dataclass holds its
+hyperparameters with defaults and help text (TRL style); `--set <method>.<field>=value` overrides one. The
+`MethodContext` is filled by the harness (`bench.pipeline`) and gives the method everything it may use: the
+split, the tokenized training samples, a fresh copy of the cell's cached SFT model, an SFT step, cached reference
+log-probs, and a way to wrap a trained model into a `Recommender` scored by the run's ranking protocol.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Protocol
+
+import numpy as np
+
+from splits import Split
+from splits.registry import Registry
+
+
+@dataclass(frozen=True)
+class Paper:
+    title: str
+    arxiv: str
+    note: str = ""
+
+
+class Recommender(Protocol):
+    """Ranks the catalogue for a batch of prompts: returns (topk catalogue positions (n, k), valid flags (n,))."""
+
+    def rank(self, prompts: list[list[int]], histories: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
+        ...
+
+
+@dataclass
+class TrainingSamples:
+    """Tokenized training samples: prompt ids, target item ids, history item ids, per sample."""
+
+    prompts: list[list[int]]
+    targets: np.ndarray
+    histories: list[np.ndarray]
+
+
+@dataclass
+class MethodContext:
+    split: Split
+    train: TrainingSamples
+    items: np.ndarray                       # catalogue item ids, position = catalogue index
+    completions: dict[int, list[int]]       # item id -> completion token ids (title + EOS)
+    train_counts: np.ndarray                # training interactions per catalogue position
+    preference: Any                         # bench.config.PreferenceConfig
+    seed: int
+    device: Any
+    tokenizer: Any
+    load_sft_model: Callable[[], Any]       # a fresh trainable copy of the cell's cached SFT model
+    load_base_model: Callable[[], Any]      # the backbone before SFT ("w/o SFT" ablations)
+    sft_tag: str                            # identifies the SFT model (keys the reference log-prob cache)
+    sft_step: Callable[..., Any]            # sft_step(model, prompts, targets, epochs, learning_rate) -> model
+    reference_logps: Callable[..., Any]     # reference_logps(model_or_loader, tag, pairs) -> cached log-probs
+    recommender: Callable[[Any], Recommender]  # wraps a trained LM with the run's ranking protocol
+    predict_top1: Callable[[Any, list[list[int]]], np.ndarray]  # constrained greedy item per prompt
+    output_dir: Any
+    log: Callable[[str], None] = print
+    stats: dict = field(default_factory=dict)  # a method's own figures, copied into its record
+
+
+class Method:
+    name: ClassVar[str]
+    paper: ClassVar[Paper]
+    Config: ClassVar[type]
+    uses_sft: ClassVar[bool] = True
+
+    def __init__(self, config=None):
+        self.config = config if config is not None else self.Config()
+
+    def fit(self, ctx: MethodContext) -> Recommender:
+        raise NotImplementedError
+
+
+METHODS: Registry[type[Method]] = Registry("method")
+
+
+def register(cls: type[Method]) -> type[Method]:
+    METHODS.add(cls.name, cls)
+    return cls

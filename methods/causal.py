@@ -1,0 +1,123 @@
+"""The causal regularizer of CausalDPO (arXiv 2603.22335, Section 3.3, Eqs. 6-10, Algorithm 1), composable with
+any preference loss (`causaldpo` = `dpo+causal`; `simpo+causal` etc. reuse it).
+
+The paper leaves several choices free and its released code does not implement the method (constant features, an
+untrained projection, identity "environment batches", a near-constant MMD; see the repository's reference notes).
+This module implements the equations; every choice is stated here and in `CausalConfig`:
+
+1. h_i: the policy's last-layer hidden state at the last prompt token, taken from the same forward pass that gives
+   the log-probs (no extra forward). It depends on the whole history, unlike the released code's position 0.
+2. g (Section 3.3): a trainable linear map d -> d' (`projection_dim`, default 32), optimised with the policy.
+   z_i = g(h_i), L2-normalised (`normalize`) so that DBSCAN's eps and the temperature live on a fixed scale and g
+   cannot shrink every distance to zero.
+3. DBSCAN (scikit-learn) on the detached z of the batch, `min_samples` as configured; eps is data-driven: the
+   `eps_quantile` quantile of each point's distance to its (min_samples-1)-th nearest other point. Noise points
+   are excluded from the centres (Eq. 7) but still receive soft assignments. K = number of clusters found (the
+   paper: "data-driven rather than manually specified"). If fewer than two clusters are found the step has one
+   environment: the loss is the plain mean and there is no MMD term; the fraction of such steps is logged.
+4. Soft assignment (Eq. 8): p_ik = softmax_k(-||z_i - c_k|| / tau) with Euclidean distance and temperature tau.
+   Centres and assignments carry gradient to g and to the policy ("co-optimised"); `assignment_grad=False` detaches
+   them.
+5. Backdoor adjustment (Eq. 6, with p_hat(E=k) = the batch mean of p_ik): L = sum_k p_hat_k * (sum_i p_ik l_i /
+   sum_i p_ik). With this estimator the sum equals the plain batch mean of l_i exactly (sum_i p_ik = B p_hat_k);
+   it is implemented as written and a test keeps the identity. The method's effect comes from the MMD term.
+6. MMD (Eq. 10, Eq. 44): the squared MMD with a Gaussian kernel between every pair of pseudo-environments, each
+   environment being the batch weighted by p_ik (Eq. 9's weights, normalised per environment: a weighted
+   V-statistic), summed over pairs. The kernel bandwidth follows the median heuristic: sigma^2 = the median of the
+   batch's non-zero pairwise squared distances (detached). The representation of (x, y_w) whose distribution is
+   matched (`mmd_target`): `reward`, the chosen response's implicit reward beta*(log pi - log pi_ref) (the paper's
+   "policy score"), or `hidden`, the policy's last hidden state at the chosen response's EOS. Both carry gradient
+   to the policy and come from the same forward pass.
+7. Total: L_DPO (adjusted) + lambda * MMD^2 (`mmd_weight`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.cluster import DBSCAN
+from torch import nn
+
+
+@dataclass
+class CausalConfig:
+    mmd_weight: float = field(default=1.0, metadata={"help": "lambda: weight of the MMD invariance term (Eq. 10)"})
+    projection_dim: int = field(default=32, metadata={"help": "d': width of the trainable projection g"})
+    min_samples: int = field(default=3, metadata={"help": "DBSCAN min_samples (the point itself included)"})
+    eps_quantile: float = field(default=0.5, metadata={
+        "help": "DBSCAN eps = this quantile of the distance to the (min_samples-1)-th nearest neighbour"})
+    temperature: float = field(default=0.1, metadata={"help": "tau of the soft assignment (Eq. 8)"})
+    normalize: bool = field(default=True, metadata={"help": "L2-normalise z = g(h) before clustering"})
+    mmd_target: str = field(default="reward", metadata={"help": "reward (chosen implicit reward) or hidden"})
+    assignment_grad: bool = field(default=True, metadata={"help": "let gradient flow through centres and p_ik"})
+
+
+def dbscan_labels(z: np.ndarray, min_samples: int, eps_quantile: float) -> np.ndarray:
+    """DBSCAN cluster labels (-1 = noise) with eps from the nearest-neighbour distance quantile rule."""
+    n = len(z)
+    if n <= 1:
+        return -np.ones(n, dtype=np.int64)
+    dist = np.sqrt(((z[:, None, :] - z[None, :, :]) ** 2).sum(-1))
+    np.fill_diagonal(dist, np.inf)
+    kth = np.sort(dist, axis=1)[:, min(max(min_samples - 1, 1), n - 1) - 1]
+    eps = max(float(np.quantile(kth, eps_quantile)), 1e-6)
+    return DBSCAN(eps=eps, min_samples=min_samples).fit_predict(z)
+
+
+def soft_assign(z: torch.Tensor, labels: np.ndarray, temperature: float) -> torch.Tensor:
+    """Eq. 7 centres of the found clusters and Eq. 8 soft assignments p (B, K)."""
+    clusters = sorted(set(labels.tolist()) - {-1})
+    label_t = torch.as_tensor(labels, device=z.device)
+    centres = torch.stack([z[label_t == k].mean(0) for k in clusters])
+    return torch.softmax(-torch.cdist(z, centres) / temperature, dim=1)
+
+
+def backdoor_adjusted(per_sample: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """Eq. 6: sum_k p_hat_k * (sum_i p_ik l_i / sum_i p_ik), with p_hat_k = mean_i p_ik."""
+    env_losses = (p * per_sample.unsqueeze(1)).sum(0) / p.sum(0)
+    return (p.mean(0) * env_losses).sum()
+
+
+def weighted_mmd2(phi: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """Sum over environment pairs of the squared MMD between p-weighted empirical distributions of phi (B, D)."""
+    sq = torch.cdist(phi, phi).pow(2)
+    positive = sq.detach()[sq.detach() > 0]
+    sigma2 = positive.median() if positive.numel() else torch.ones((), device=phi.device)
+    kernel = torch.exp(-sq / (2 * sigma2))
+    w = p / p.sum(0, keepdim=True)
+    m = w.T @ kernel @ w                                    # (K, K): E_k E_k' k(z, z')
+    diag = torch.diagonal(m)
+    pair = diag.unsqueeze(0) + diag.unsqueeze(1) - 2 * m    # MMD^2 between environments k and k'
+    return torch.triu(pair, diagonal=1).sum().clamp_min(0.0)
+
+
+class CausalRegularizer(nn.Module):
+    """Holds g; `forward` turns per-sample losses plus representations into (adjusted loss, penalty, stats)."""
+
+    def __init__(self, hidden_size: int, config: CausalConfig):
+        super().__init__()
+        if config.mmd_target not in ("reward", "hidden"):
+            raise ValueError(f"causal.mmd_target must be 'reward' or 'hidden', got {config.mmd_target!r}")
+        self.config = config
+        self.g = nn.Linear(hidden_size, config.projection_dim)
+
+    def forward(self, per_sample: torch.Tensor, prompt_hidden: torch.Tensor, chosen_reward: torch.Tensor,
+                chosen_hidden: torch.Tensor):
+        cfg = self.config
+        z = self.g(prompt_hidden.to(self.g.weight.dtype))
+        if cfg.normalize:
+            z = F.normalize(z, dim=-1)
+        labels = dbscan_labels(z.detach().float().cpu().numpy(), cfg.min_samples, cfg.eps_quantile)
+        n_envs = len(set(labels.tolist()) - {-1})
+        if n_envs < 2:
+            zero = per_sample.sum() * 0.0
+            return per_sample.mean(), zero, {"causal/envs": float(n_envs), "causal/single_env": 1.0}
+        p = soft_assign(z if cfg.assignment_grad else z.detach(), labels, cfg.temperature)
+        adjusted = backdoor_adjusted(per_sample, p)
+        phi = chosen_reward.unsqueeze(1) if cfg.mmd_target == "reward" else chosen_hidden
+        mmd2 = weighted_mmd2(phi.float(), p.float())
+        stats = {"causal/envs": float(n_envs), "causal/single_env": 0.0, "causal/mmd2": float(mmd2.detach()),
+                 "causal/noise": float((labels == -1).mean())}
+        return adjusted, cfg.mmd_weight * mmd2, stats

@@ -1,0 +1,49 @@
+"""Typed `key=value` overrides for config dataclasses (profiles, `--set`, method hyperparameters)."""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A bad profile, key or value; the message names it."""
+
+
+def coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Check `value` against a dataclass annotation (int, float, bool, str, list[...], X | None)."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(annotation)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return coerce(value, inner[0], where)
+    if origin is list:
+        (item,) = typing.get_args(annotation)
+        items = value if isinstance(value, list) else str(value).split(",")
+        return [coerce(v, item, where) for v in items]
+    if annotation is bool and isinstance(value, bool):
+        return value
+    if annotation is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if annotation is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if annotation is str and value is not None and not isinstance(value, (list, dict)):
+        return str(value)
+    if annotation not in (bool, int, float, str):
+        return value
+    raise ConfigError(f"{where}: expected {annotation.__name__}, got {value!r}")
+
+
+def make_config(config_cls: type, overrides: dict[str, Any], where: str):
+    """A dataclass instance with `overrides` applied, each key and type checked."""
+    known = {f.name for f in dataclasses.fields(config_cls)}
+    hints = typing.get_type_hints(config_cls)
+    values = {}
+    for key, value in overrides.items():
+        if key not in known:
+            raise ConfigError(f"{where}: unknown hyperparameter {key!r}; known: {', '.join(sorted(known))}")
+        values[key] = coerce(value, hints[key], f"{where}.{key}")
+    return config_cls(**values)

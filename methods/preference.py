@@ -1,0 +1,87 @@
+"""Pairwise preference methods on the shared trainer: a loss from `losses` plus optional regularizers.
+
+`PreferenceMethod.fit` is the whole recipe, top to bottom: draw the preference prompts (a seeded subset of the
+training samples, capped by `preference.max_pairs`), pair each target with K seeded random negatives, fetch the
+reference log-probs of the cell's SFT model from the cache (computed once, shared by every method with the same
+pair set), train a fresh copy of the SFT model, and hand the result to the run's ranking protocol.
+
+`with_causal(cls)` builds the `<name>+causal` variant of any such method: same loss, plus the causal regularizer
+of `methods.causal` (its hyperparameters are added to the method's config).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, ClassVar
+
+import numpy as np
+import torch
+
+from methods.base import Method, MethodContext, Paper
+from methods.causal import CausalConfig, CausalRegularizer
+from methods.losses import LOSSES
+from methods.negatives import random_negatives
+from methods.trainer import PreferencePairs, train_preference
+
+
+def preference_pairs(ctx: MethodContext, rejected_items: np.ndarray, rows: np.ndarray) -> PreferencePairs:
+    return PreferencePairs(prompts=[ctx.train.prompts[i] for i in rows],
+                           chosen=[ctx.completions[int(ctx.train.targets[i])] for i in rows],
+                           rejected=[[ctx.completions[int(j)] for j in neg] for neg in rejected_items])
+
+
+def sample_rows(n: int, cap: int | None, seed: int) -> np.ndarray:
+    if cap is None or n <= cap:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, cap, replace=False))
+
+
+class PreferenceMethod(Method):
+    loss: ClassVar[str]
+    causal: ClassVar[bool] = False
+
+    def loss_fn(self) -> Callable:
+        fn = LOSSES.get(self.loss)
+        return lambda policy, reference: fn(policy, reference, self.config.beta)
+
+    def reduce(self, per_sample: torch.Tensor) -> torch.Tensor:
+        return per_sample.mean()
+
+    def fit(self, ctx: MethodContext):
+        cfg = ctx.preference
+        rows = sample_rows(len(ctx.train.targets), cfg.max_pairs, ctx.seed)
+        negatives = random_negatives(ctx.train.targets[rows], [ctx.train.histories[i] for i in rows], ctx.items,
+                                     cfg.negatives, ctx.seed)
+        pairs = preference_pairs(ctx, negatives, rows)
+        ref = ctx.reference_logps(ctx.load_sft_model, ctx.sft_tag, pairs)
+        model = ctx.load_sft_model()
+        regularizer = None
+        if self.causal:
+            fields = {f.name for f in dataclasses.fields(CausalConfig)}
+            causal_cfg = CausalConfig(**{k: v for k, v in dataclasses.asdict(self.config).items() if k in fields})
+            regularizer = CausalRegularizer(model.config.hidden_size, causal_cfg)
+        ctx.log(f"{self.name}: training on {len(pairs)} prompts x (1 chosen + {cfg.negatives} rejected)")
+        model, seconds, history = train_preference(model, pairs, ref, self.loss_fn(), self.reduce, self.config.beta,
+                                                   cfg, ctx.seed, ctx.device, ctx.tokenizer.pad_token_id,
+                                                   regularizer)
+        ctx.stats.update(seconds_per_epoch=seconds, pairs=len(pairs), negatives=cfg.negatives,
+                         final_loss=float(np.mean(history["pref_loss"][-10:])))
+        if self.causal:
+            ctx.stats["single_env_fraction"] = float(np.mean(history["causal/single_env"]))
+            ctx.stats["mean_envs"] = float(np.mean(history["causal/envs"]))
+        return ctx.recommender(model)
+
+
+def _copy(f: dataclasses.Field) -> dataclasses.Field:
+    if f.default_factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=f.default_factory, metadata=f.metadata)
+    return dataclasses.field(default=f.default, metadata=f.metadata)
+
+
+def with_causal(base: type[PreferenceMethod], name: str | None = None, paper: Paper | None = None):
+    """The `<base>+causal` variant: the base loss plus the causal regularizer, one merged config dataclass."""
+    config = dataclasses.make_dataclass(
+        f"{base.Config.__name__.removesuffix('Config')}CausalConfig",
+        [(f.name, f.type, _copy(f)) for f in dataclasses.fields(base.Config) + dataclasses.fields(CausalConfig)])
+    return type(f"{base.__name__}Causal", (base,), {
+        "name": name or f"{base.name}+causal", "Config": config, "causal": True,
+        "paper": paper or base.paper, "__doc__": f"{base.name} with the causal regularizer of methods.causal."})

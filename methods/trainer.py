@@ -1,0 +1,262 @@
+"""The one preference trainer: chosen + K rejected responses in one forward pass, a loss from `losses`, optional
+regularizers, reference log-probs computed once per (SFT model, pair set) and cached on disk.
+
+Sequences are left-padded ``[pad.. prompt completion]`` with explicit position ids, so every completion ends in
+the last column: the LM head runs on the last ``max completion length + 1`` positions only (`logits_to_keep`), and
+the last prompt token's hidden state (CausalDPO's h_i) and the completion's EOS hidden state come from the same
+forward. A batch of B prompts becomes (1+K)·B rows: all chosen responses first, then rejected response 1 of every
+prompt, and so on. Training runs through `transformers.Trainer` (progress bar, gradient accumulation, mixed
+precision, `accelerate` data parallelism), with `compute_loss` overridden: the same pattern as the S-DPO and
+CausalDPO reference trainers, without their label-masking and broadcasting bugs.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from transformers import Trainer, TrainerCallback, TrainingArguments
+
+from methods.losses import LogProbs
+
+
+@dataclass
+class PreferencePairs:
+    prompts: list[list[int]]
+    chosen: list[list[int]]
+    rejected: list[list[list[int]]]          # K rejected completions per prompt
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256()
+        for p, c, r in zip(self.prompts, self.chosen, self.rejected):
+            h.update(repr((p, c, r)).encode())
+        return h.hexdigest()[:20]
+
+
+def left_padded(prompts: list[list[int]], completions: list[list[int]], pad_id: int, device):
+    """(input_ids, attention_mask, position_ids, completion lengths) for prompt+completion rows, left-padded."""
+    rows = [p + c for p, c in zip(prompts, completions)]
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, width - len(row):] = torch.tensor(row)
+        mask[i, width - len(row):] = 1
+    positions = (mask.cumsum(1) - 1).clamp_min(0)
+    lengths = torch.tensor([len(c) for c in completions])
+    return ids.to(device), mask.to(device), positions.to(device), lengths.to(device)
+
+
+def completion_logps(model, ids, mask, positions, lengths, want_hidden: bool = False):
+    """Summed log-probs of each row's completion (its last `lengths` tokens), plus hidden states if asked:
+    (logps (N,), prompt_hidden (N, d) at the last prompt token, end_hidden (N, d) at the last token)."""
+    keep = int(lengths.max()) + 1
+    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep,
+                output_hidden_states=want_hidden, use_cache=False)
+    logits = out.logits[:, :-1].float()                          # predicts the last keep-1 tokens
+    targets = ids[:, -(keep - 1):]
+    token_logps = torch.gather(logits.log_softmax(-1), 2, targets.unsqueeze(2)).squeeze(2)
+    column = torch.arange(keep - 1, device=ids.device).unsqueeze(0)
+    in_completion = column >= (keep - 1 - lengths).unsqueeze(1)
+    logps = (token_logps * in_completion).sum(1)
+    if not want_hidden:
+        return logps, None, None
+    last = out.hidden_states[-1]
+    rows = torch.arange(len(ids), device=ids.device)
+    prompt_hidden = last[rows, last.shape[1] - 1 - lengths]
+    return logps, prompt_hidden, last[:, -1]
+
+
+def _rows(batch_prompts, chosen, rejected):
+    """Flatten a batch into (1+K)·B rows: chosen first, then each rejected slot."""
+    k = len(rejected[0])
+    prompts = list(batch_prompts) * (1 + k)
+    completions = list(chosen) + [r[j] for j in range(k) for r in rejected]
+    return prompts, completions, k
+
+
+@torch.inference_mode()
+def reference_logps(model, pairs: PreferencePairs, pad_id: int, device, batch_size: int = 32):
+    """log pi_ref of every chosen (n,) and rejected (n, K) completion, with the model in eval mode."""
+    was_training = model.training
+    model.eval()
+    chosen, rejected = [], []
+    for start in range(0, len(pairs), batch_size):
+        sl = slice(start, start + batch_size)
+        prompts, completions, k = _rows(pairs.prompts[sl], pairs.chosen[sl], pairs.rejected[sl])
+        logps, _, _ = completion_logps(model, *left_padded(prompts, completions, pad_id, device))
+        logps = logps.view(1 + k, -1).T.cpu()
+        chosen.append(logps[:, 0])
+        rejected.append(logps[:, 1:])
+    model.train(was_training)
+    return torch.cat(chosen).numpy(), torch.cat(rejected).numpy()
+
+
+def cached_reference_logps(cache_dir: Path, tag: str, model_loader: Callable, pairs: PreferencePairs, pad_id: int,
+                           device, log=print):
+    """Reference log-probs keyed by (reference model tag, pair-set fingerprint), stored as .npz (atomic write).
+    A cache entry that does not load or does not match the pair set is recomputed, never trusted."""
+    path = Path(cache_dir) / "reflogps" / f"{hashlib.sha256(tag.encode()).hexdigest()[:16]}-{pairs.fingerprint()}.npz"
+    if path.exists():
+        try:
+            with np.load(path) as data:
+                chosen, rejected = data["chosen"], data["rejected"]
+            if chosen.shape == (len(pairs),) and rejected.shape == (len(pairs), len(pairs.rejected[0])):
+                log(f"reference log-probs: cached ({path.name})")
+                return chosen, rejected
+        except Exception as err:  # noqa: BLE001 - any unreadable entry is recomputed
+            log(f"reference log-probs: ignoring unreadable cache entry {path} ({err})")
+    log(f"reference log-probs: computing for {len(pairs)} prompts x {1 + len(pairs.rejected[0])} responses")
+    chosen, rejected = reference_logps(model_loader(), pairs, pad_id, device)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
+    with os.fdopen(fd, "wb") as fh:
+        np.savez(fh, chosen=chosen, rejected=rejected)
+    os.replace(tmp, path)
+    return chosen, rejected
+
+
+class PairDataset(torch.utils.data.Dataset):
+    def __init__(self, pairs: PreferencePairs, ref_chosen: np.ndarray, ref_rejected: np.ndarray):
+        self.pairs, self.ref_chosen, self.ref_rejected = pairs, ref_chosen, ref_rejected
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"prompt": self.pairs.prompts[i], "chosen": self.pairs.chosen[i], "rejected": self.pairs.rejected[i],
+                "ref_chosen": float(self.ref_chosen[i]), "ref_rejected": self.ref_rejected[i].tolist()}
+
+
+class PairCollator:
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+
+    def __call__(self, features: list[dict]) -> dict:
+        prompts, completions, k = _rows([f["prompt"] for f in features], [f["chosen"] for f in features],
+                                        [f["rejected"] for f in features])
+        ids, mask, positions, lengths = left_padded(prompts, completions, self.pad_id, "cpu")
+        return {"input_ids": ids, "attention_mask": mask, "position_ids": positions, "lengths": lengths,
+                "ref_chosen": torch.tensor([f["ref_chosen"] for f in features]),
+                "ref_rejected": torch.tensor([f["ref_rejected"] for f in features])}
+
+
+class EpochTimer(TrainerCallback):
+    """Wall seconds of each epoch (the paper's Tables 6-7 report seconds per epoch)."""
+
+    def __init__(self):
+        self.durations: list[float] = []
+        self._start = 0.0
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        self.durations.append(time.perf_counter() - self._start)
+
+    def seconds_per_epoch(self, epochs: float) -> float:
+        if not self.durations:
+            return float("nan")
+        if epochs < 1:  # a partial epoch: scale to a whole one
+            return self.durations[0] / epochs
+        return statistics.median(self.durations)
+
+
+class NonFiniteLoss(FloatingPointError):
+    pass
+
+
+class PreferenceTrainer(Trainer):
+    """`transformers.Trainer` whose loss is `loss_fn` over completion log-probs, reduced by `reduce`, plus an
+    optional regularizer (a module with its own trainable parameters, added to the optimizer)."""
+
+    def __init__(self, *args, loss_fn: Callable, reduce: Callable, beta: float, regularizer=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.loss_fn, self.reduce, self.beta, self.regularizer = loss_fn, reduce, beta, regularizer
+        self._sums: dict[str, float] = {}
+        self._count = 0
+        self.history: dict[str, list[float]] = {}
+
+    def create_optimizer(self, model=None):
+        optimizer = super().create_optimizer(model)
+        if self.regularizer is not None and not getattr(self, "_regularizer_added", False):
+            optimizer.add_param_group({"params": list(self.regularizer.parameters()), "weight_decay": 0.0})
+            self._regularizer_added = True
+        return optimizer
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        ref_chosen, ref_rejected = inputs["ref_chosen"], inputs["ref_rejected"]
+        b, k = ref_rejected.shape
+        logps, prompt_hidden, end_hidden = completion_logps(
+            model, inputs["input_ids"], inputs["attention_mask"], inputs["position_ids"], inputs["lengths"],
+            want_hidden=self.regularizer is not None)
+        lengths = inputs["lengths"].view(1 + k, b).T
+        table = logps.view(1 + k, b).T                                   # (B, 1+K)
+        policy = LogProbs(table[:, 0], table[:, 1:], lengths[:, 0], lengths[:, 1:])
+        reference = LogProbs(ref_chosen.to(table.dtype), ref_rejected.to(table.dtype), lengths[:, 0], lengths[:, 1:])
+        per_sample = self.loss_fn(policy, reference)
+        with torch.no_grad():
+            margin = (policy.chosen - reference.chosen).unsqueeze(1) - (policy.rejected - reference.rejected)
+        stats = {"rewards/margin": float(self.beta * margin.mean())}
+        if self.regularizer is None:
+            loss = self.reduce(per_sample)
+        else:
+            chosen_reward = self.beta * (policy.chosen - reference.chosen)
+            loss, penalty, reg_stats = self.regularizer(per_sample, prompt_hidden[:b], chosen_reward, end_hidden[:b])
+            loss = loss + penalty
+            stats.update(reg_stats)
+        if not torch.isfinite(loss):
+            raise NonFiniteLoss(f"non-finite preference loss ({float(loss)}) at step {self.state.global_step + 1}")
+        stats["pref_loss"] = float(loss.detach())
+        for key, value in stats.items():
+            self._sums[key] = self._sums.get(key, 0.0) + value
+            self.history.setdefault(key, []).append(value)
+        self._count += 1
+        return loss
+
+    def log(self, logs: dict, *args, **kwargs):
+        if self._count:
+            logs.update({key: round(value / self._count, 5) for key, value in self._sums.items()})
+            self._sums, self._count = {}, 0
+        super().log(logs, *args, **kwargs)
+
+
+def training_arguments(output_dir: str, epochs: float, batch_size: int, grad_accum: int, learning_rate: float,
+                       warmup: float, seed: int, device, max_grad_norm: float = 1.0, dtype: str = "float32",
+                       weight_decay: float = 0.0) -> dict:
+    """TrainingArguments shared by SFT and preference training (CPU-safe values set explicitly)."""
+    on_cuda = torch.device(device).type == "cuda"
+    return dict(output_dir=output_dir, num_train_epochs=epochs, per_device_train_batch_size=batch_size,
+                gradient_accumulation_steps=grad_accum, learning_rate=learning_rate, lr_scheduler_type="cosine",
+                warmup_steps=warmup, weight_decay=weight_decay, max_grad_norm=max_grad_norm, seed=seed,
+                data_seed=seed, report_to="none", save_strategy="no", logging_steps=50,
+                use_cpu=not on_cuda, bf16=on_cuda and dtype == "bfloat16", remove_unused_columns=False,
+                dataloader_num_workers=0, disable_tqdm=False, gradient_checkpointing=False)
+
+
+def train_preference(model, pairs: PreferencePairs, ref: tuple[np.ndarray, np.ndarray], loss_fn: Callable,
+                     reduce: Callable, beta: float, cfg, seed: int, device, pad_id: int, regularizer=None,
+                     dtype: str = "float32"):
+    """Train `model` in place on `pairs`; returns (model, seconds_per_epoch, logged history)."""
+    if regularizer is not None:
+        regularizer.to(device)
+    with tempfile.TemporaryDirectory() as out:
+        args = TrainingArguments(**training_arguments(
+            out, cfg.epochs, cfg.batch_size, cfg.grad_accum, cfg.learning_rate, cfg.warmup_ratio, seed, device,
+            cfg.max_grad_norm, dtype))
+        timer = EpochTimer()
+        trainer = PreferenceTrainer(model=model, args=args, train_dataset=PairDataset(pairs, *ref),
+                                    data_collator=PairCollator(pad_id), callbacks=[timer], loss_fn=loss_fn,
+                                    reduce=reduce, beta=beta, regularizer=regularizer)
+        trainer.train()
+    return trainer.model, timer.seconds_per_epoch(cfg.epochs), trainer.history

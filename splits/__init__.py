@@ -1,0 +1,13 @@
+"""Datasets and distribution-shift splits for the benchmark (CausalDPO, Appendix B.1).
+
+`load_dataset("ml-100k")` gives a filtered `Dataset`; `build_split(dataset, "temporal", seed=0)` gives a `Split`
+with parts train / valid / iid_test / ood_test and a fingerprint. Importing this package registers the loaders
+(`splits.movielens`) and the shifts (`splits.shifts`).
+"""
+from . import movielens  # noqa: F401  (registers "ml-100k")
+from .datasets import DATASETS, load_dataset
+from .registry import UnknownNameError
+from .shifts import SHIFTS, build_split
+from .types import PARTS, Dataset, Split
+
+__all__ = ["Dataset", "Split", "PARTS", "load_dataset", "build_split", "DATASETS", "SHIFTS", "UnknownNameError"]

@@ -1,0 +1,112 @@
+"""The causal regularizer of CausalDPO (methods/causal.py) against its equations."""
+import numpy as np
+import pytest
+import torch
+
+from methods.causal import (CausalConfig, CausalRegularizer, backdoor_adjusted, dbscan_labels, soft_assign,
+                            weighted_mmd2)
+
+
+def two_blobs(n=8, d=4, gap=5.0, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(n, d, generator=g) * 0.05
+    b = torch.randn(n, d, generator=g) * 0.05 + gap
+    return torch.cat([a, b])
+
+
+def test_backdoor_adjustment_equals_batch_mean():
+    g = torch.Generator().manual_seed(1)
+    losses = torch.rand(12, generator=g)
+    p = torch.softmax(torch.randn(12, 3, generator=g), dim=1)
+    assert torch.allclose(backdoor_adjusted(losses, p), losses.mean(), atol=1e-6)
+
+
+def test_backdoor_adjustment_by_hand():
+    losses = torch.tensor([1.0, 3.0])
+    p = torch.tensor([[0.75, 0.25], [0.25, 0.75]])
+    env = [(0.75 * 1 + 0.25 * 3) / 1.0, (0.25 * 1 + 0.75 * 3) / 1.0]
+    expected = 0.5 * env[0] + 0.5 * env[1]
+    assert backdoor_adjusted(losses, p).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_dbscan_finds_two_blobs_and_soft_assignment_is_a_distribution():
+    z = two_blobs()
+    labels = dbscan_labels(z.numpy(), min_samples=3, eps_quantile=0.5)
+    assert len(set(labels.tolist()) - {-1}) == 2
+    p = soft_assign(z, labels, temperature=0.1)
+    assert p.shape == (16, 2)
+    assert torch.allclose(p.sum(1), torch.ones(16))
+    assert (p[:8, labels[0]] > 0.99).all() and (p[8:, labels[8]] > 0.99).all()
+
+
+def test_soft_assignment_follows_eq8():
+    z = torch.tensor([[0.0, 0.0], [1.0, 0.0], [10.0, 0.0], [11.0, 0.0]])
+    labels = np.array([0, 0, 1, 1])
+    p = soft_assign(z, labels, temperature=2.0)
+    centres = torch.tensor([[0.5, 0.0], [10.5, 0.0]])
+    d = torch.cdist(z, centres)
+    assert torch.allclose(p, torch.softmax(-d / 2.0, dim=1))
+
+
+def test_mmd_is_zero_for_identical_environments():
+    phi = torch.randn(10, 3)
+    p = torch.full((10, 2), 0.5)
+    assert weighted_mmd2(phi, p).item() < 1e-6
+    hard = torch.tensor([[1.0, 0.0]] * 5 + [[0.0, 1.0]] * 5)
+    same = torch.cat([phi[:5], phi[:5]])                         # environment 2 is a copy of environment 1
+    assert weighted_mmd2(same, hard).item() < 1e-5
+
+
+def test_mmd_is_positive_with_gradient_for_different_environments():
+    phi = torch.cat([torch.zeros(5, 1), torch.ones(5, 1) * 3]).requires_grad_(True)
+    hard = torch.tensor([[1.0, 0.0]] * 5 + [[0.0, 1.0]] * 5)
+    mmd = weighted_mmd2(phi, hard)
+    assert mmd.item() > 0.1
+    mmd.backward()
+    assert phi.grad.abs().sum() > 0
+
+
+def test_mmd_matches_the_v_statistic_for_hard_assignments():
+    g = torch.Generator().manual_seed(3)
+    phi = torch.randn(6, 2, generator=g)
+    hard = torch.tensor([[1.0, 0.0]] * 3 + [[0.0, 1.0]] * 3)
+    sq = torch.cdist(phi, phi).pow(2)
+    sigma2 = sq[sq > 0].median()
+    k = torch.exp(-sq / (2 * sigma2))
+    expected = k[:3, :3].mean() + k[3:, 3:].mean() - 2 * k[:3, 3:].mean()
+    assert torch.allclose(weighted_mmd2(phi, hard), expected, atol=1e-6)
+
+
+def regularizer(**kw):
+    torch.manual_seed(0)
+    return CausalRegularizer(hidden_size=4, config=CausalConfig(projection_dim=4, **kw))
+
+
+def test_all_noise_falls_back_to_one_environment_without_mmd():
+    reg = regularizer(min_samples=50)                # more than the batch: every point is noise
+    losses = torch.rand(8, requires_grad=True)
+    loss, penalty, stats = reg(losses, torch.randn(8, 4), torch.randn(8), torch.randn(8, 4))
+    assert stats["causal/single_env"] == 1.0 and stats["causal/envs"] == 0
+    assert torch.allclose(loss, losses.mean()) and penalty.item() == 0.0
+
+
+def test_one_cluster_falls_back_to_one_environment():
+    reg = regularizer()
+    h = torch.ones(8, 4) + torch.randn(8, 4) * 1e-4      # one tight blob
+    loss, penalty, stats = reg(torch.rand(8), h, torch.randn(8), torch.randn(8, 4))
+    assert stats["causal/envs"] == 1.0 and penalty.item() == 0.0
+
+
+def test_two_environments_give_mmd_gradient_to_policy_and_projection():
+    reg = regularizer(eps_quantile=0.5, normalize=False)
+    with torch.no_grad():
+        reg.g.weight.copy_(torch.eye(4))
+        reg.g.bias.zero_()
+    h = two_blobs(n=6).requires_grad_(True)
+    reward = torch.cat([torch.zeros(6), torch.ones(6) * 2]).requires_grad_(True)
+    loss, penalty, stats = reg(torch.rand(12), h, reward, torch.randn(12, 4))
+    assert stats["causal/envs"] == 2.0
+    assert penalty.item() > 0
+    (loss + penalty).backward()
+    assert reward.grad.abs().sum() > 0
+    assert reg.g.weight.grad is not None and torch.isfinite(reg.g.weight.grad).all()
