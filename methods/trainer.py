@@ -241,7 +241,7 @@ def training_arguments(output_dir: str, epochs: float, batch_size: int, grad_acc
                 warmup_steps=warmup, weight_decay=weight_decay, max_grad_norm=max_grad_norm, seed=seed,
                 data_seed=seed, report_to="none", save_strategy="no", logging_steps=50,
                 use_cpu=not on_cuda, bf16=on_cuda and dtype == "bfloat16", remove_unused_columns=False,
-                dataloader_num_workers=0, disable_tqdm=False, gradient_checkpointing=False)
+                dataloader_num_workers=0, disable_tqdm=False)
 
 
 def train_preference(model, pairs: PreferencePairs, ref: tuple[np.ndarray, np.ndarray], loss_fn: Callable,

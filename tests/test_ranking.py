@@ -1,0 +1,133 @@
+"""Ranking protocols against brute force on a tiny random Llama: exact likelihoods, top-k order, beam validity."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from bench.ranking import PROTOCOLS, Catalogue, Ranking, rank, score_all, top_k
+from bench.trie import Trie
+from splits.registry import UnknownNameError
+
+VOCAB, BOS, EOS, PAD = 50, 1, 2, 0
+
+
+@pytest.fixture(scope="module")
+def model() -> LlamaForCausalLM:
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                         bos_token_id=BOS, eos_token_id=EOS, pad_token_id=PAD)
+    return LlamaForCausalLM(config).float().eval()
+
+
+def random_catalogue(n_items: int, seed: int = 0) -> Catalogue:
+    rng = np.random.default_rng(seed)
+    titles = {(5, 6), (5, 6, 7), (8,)}  # (5, 6) is a token-prefix of (5, 6, 7); (8,) has one title token
+    while len(titles) < n_items:
+        length = int(rng.integers(0, 5))  # completions of 1..5 tokens with EOS
+        titles.add(tuple(int(t) for t in rng.integers(3, 12 if length < 3 else VOCAB, size=length)))
+    completions = [list(t) + [EOS] for t in sorted(titles, key=lambda t: rng.random())]
+    return Catalogue(items=list(range(100, 100 + n_items)), completions=completions, eos_id=EOS, pad_id=PAD)
+
+
+def random_prompts(lengths: list[int], seed: int = 1) -> list[list[int]]:
+    rng = np.random.default_rng(seed)
+    return [[BOS] + rng.integers(3, VOCAB, size=n - 1).tolist() for n in lengths]
+
+
+def naive_scores(model, prompts, catalogue) -> np.ndarray:
+    out = np.zeros((len(prompts), len(catalogue)))
+    with torch.inference_mode():
+        for i, p in enumerate(prompts):
+            for j, c in enumerate(catalogue.completions):
+                logp = model(torch.tensor([p + c])).logits[0].log_softmax(-1)
+                out[i, j] = sum(logp[len(p) - 1 + t, tok].item() for t, tok in enumerate(c))
+    return out
+
+
+def greedy_constrained(model, prompt, trie: Trie) -> list[int]:
+    generated: list[int] = []
+    with torch.inference_mode():
+        while not generated or generated[-1] != EOS:
+            logits = model(torch.tensor([prompt + generated])).logits[0, -1]
+            allowed = trie.allowed(generated)
+            generated.append(allowed[int(logits[allowed].argmax())])
+    return generated
+
+
+def test_trie():
+    trie = Trie([[5, 6, EOS], [5, 6, 7, EOS], [9, EOS]], eos_id=EOS)
+    assert trie.allowed([]) == [5, 9]
+    assert trie.allowed([5, 6]) == [EOS, 7]
+    assert trie.allowed([5, 6, EOS]) == [] and trie.allowed([4]) == []
+    assert trie.item([5, 6, EOS]) == 0 and trie.item([5, 6, 7, EOS]) == 1 and trie.item([9, EOS]) == 2
+    assert trie.item([5, 6]) is None and trie.item([5, 6, 7]) is None and trie.item([3, EOS]) is None
+    with pytest.raises(ValueError):
+        Trie([[5, 6]], eos_id=EOS)  # no EOS
+    with pytest.raises(ValueError):
+        Trie([[5, EOS], [5, EOS]], eos_id=EOS)  # duplicate
+
+
+def test_registry():
+    assert {"likelihood", "beam"} <= set(PROTOCOLS.names())
+    with pytest.raises(UnknownNameError):
+        rank("likelihod", None, [], random_catalogue(5))
+
+
+@pytest.mark.parametrize("chunk_len", [4, 128])  # many chunks (prefixes repeated across chunks) and one chunk
+def test_score_all_matches_naive(model, chunk_len):
+    catalogue = random_catalogue(40)
+    prompts = random_prompts([7, 3, 12, 1, 9])  # different lengths batched together, one prompt is just BOS
+    expected = naive_scores(model, prompts, catalogue)
+    got = score_all(model, prompts, catalogue, batch_size=3, chunk_len=chunk_len, max_tokens=16)
+    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+
+    ranking = rank("likelihood", model, prompts, catalogue, k=10, batch_size=2)
+    assert isinstance(ranking, Ranking) and ranking.topk.dtype == np.int64
+    np.testing.assert_array_equal(ranking.topk, np.argsort(-expected, axis=1, kind="stable")[:, :10])
+    assert ranking.valid.all()
+
+
+def test_top_k_ties_and_fill():
+    scores = np.array([[0.0, 1.0, 1.0, -1.0]])
+    np.testing.assert_array_equal(top_k(scores, 3), [[1, 2, 0]])
+    np.testing.assert_array_equal(top_k(scores, 6), [[1, 2, 0, 3, -1, -1]])
+
+
+def test_beam_top1_is_greedy(model):
+    catalogue = random_catalogue(40)
+    prompts = random_prompts([7, 3, 12, 9])
+    ranking = rank("beam", model, prompts, catalogue, k=1, batch_size=4)
+    greedy = [catalogue.trie.item(greedy_constrained(model, p, catalogue.trie)) for p in prompts]
+    assert ranking.valid.all()
+    assert ranking.topk[:, 0].tolist() == greedy
+
+
+def test_beam_outputs_are_items(model):
+    catalogue = random_catalogue(40)
+    prompts = random_prompts([7, 3, 12, 9])
+    ranking = rank("beam", model, prompts, catalogue, k=8, batch_size=4)
+    assert ranking.topk.shape == (4, 8) and ranking.valid.all()
+    for row in ranking.topk:
+        kept = row[row >= 0]
+        assert len(set(kept.tolist())) == len(kept) and (kept < len(catalogue)).all()
+        assert (row[len(kept):] == -1).all()
+
+
+def test_exhaustive_beam_is_likelihood_order(model):
+    """With k >= n_items beam search keeps every trie prefix: without length penalty it ranks by likelihood."""
+    catalogue = random_catalogue(6, seed=3)
+    prompts = random_prompts([5, 2, 8])
+    k = 9
+    ranking = rank("beam", model, prompts, catalogue, k=k, batch_size=3, length_penalty=0.0)
+    scores = score_all(model, prompts, catalogue)
+    for row, s in zip(ranking.topk, scores):
+        kept = row[row >= 0]
+        assert sorted(kept.tolist()) == list(range(len(catalogue)))  # a permutation of all items, no duplicates
+        assert (np.diff(s[kept]) <= 1e-4).all()  # in descending likelihood
+    default = rank("beam", model, prompts, catalogue, k=k, batch_size=2)  # default length penalty: still items
+    for row in default.topk:
+        kept = row[row >= 0]
+        assert len(set(kept.tolist())) == len(kept) <= len(catalogue)
