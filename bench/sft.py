@@ -1,7 +1,12 @@
 """Supervised fine-tuning with TRL's `SFTTrainer`, loss on the completion only, cached per cell.
 
 The dataset is pre-tokenized through `bench.prompts` (columns `input_ids` and `completion_mask`), so SFT sees the
-exact token ids that preference training and ranking use; with `completion_only_loss=True` TRL masks the prompt.
+exact token ids that preference training and ranking use; with `completion_only_loss=True` TRL's dataset
+preparation turns the prompt's labels into -100. The loss is the mean negative log-likelihood of the completion
+tokens, computed by `CompletionSFTTrainer` with the preference trainer's `completion_logps`: sequences are
+left-padded so every completion ends in the last column and the LM head runs on the completion positions only
+(`logits_to_keep`). That is the same loss as TRL's, 2.5x faster on the tiny CPU profile (TRL 1.16's chunked
+log-prob kernel computes the LM head for every prompt position) and lighter on memory for 128k-token vocabularies.
 The SFT model of a (dataset, shift, split seed, training seed, backbone, SFT config, split fingerprint) cell is
 trained once, saved atomically under the cache, and every method of the cell starts from a fresh copy of it.
 """
@@ -19,7 +24,7 @@ from trl import SFTConfig as TRLSFTConfig
 from trl import SFTTrainer
 
 from bench.backbone import save_atomically
-from methods.trainer import EpochTimer, training_arguments
+from methods.trainer import EpochTimer, completion_logps, left_padded, training_arguments
 
 logging.getLogger("trl").setLevel(logging.ERROR)
 
@@ -28,6 +33,34 @@ def sft_dataset(prompts: list[list[int]], completions: list[list[int]]) -> datas
     return datasets.Dataset.from_dict({
         "input_ids": [p + c for p, c in zip(prompts, completions)],
         "completion_mask": [[0] * len(p) + [1] * len(c) for p, c in zip(prompts, completions)]})
+
+
+class CompletionCollator:
+    """Left-pads TRL-prepared rows (`input_ids`, `labels` with -100 on the prompt) into prompt + completion rows."""
+
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+
+    def __call__(self, features: list[dict]) -> dict:
+        prompts, completions = [], []
+        for row in features:
+            cut = next(i for i, label in enumerate(row["labels"]) if label != -100)
+            prompts.append(list(row["input_ids"][:cut]))
+            completions.append(list(row["input_ids"][cut:]))
+        ids, mask, positions, lengths = left_padded(prompts, completions, self.pad_id, "cpu")
+        return {"input_ids": ids, "attention_mask": mask, "position_ids": positions, "lengths": lengths}
+
+
+class CompletionSFTTrainer(SFTTrainer):
+    """TRL's SFTTrainer with the completion-only NLL computed on the completion positions only."""
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        logps, _, _ = completion_logps(model, inputs["input_ids"], inputs["attention_mask"], inputs["position_ids"],
+                                       inputs["lengths"])
+        loss = -logps.sum() / inputs["lengths"].sum()
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite SFT loss ({float(loss)}) at step {self.state.global_step + 1}")
+        return loss
 
 
 def run_sft(model, tokenizer, prompts: list[list[int]], completions: list[list[int]], epochs: float,
@@ -39,8 +72,9 @@ def run_sft(model, tokenizer, prompts: list[list[int]], completions: list[list[i
                                                  device, dtype=dtype, weight_decay=weight_decay),
                             completion_only_loss=True, max_length=None, dataset_num_proc=None, packing=False)
         timer = EpochTimer()
-        trainer = SFTTrainer(model=model, args=args, train_dataset=sft_dataset(prompts, completions),
-                             processing_class=tokenizer, callbacks=[timer])
+        trainer = CompletionSFTTrainer(model=model, args=args, train_dataset=sft_dataset(prompts, completions),
+                                       processing_class=tokenizer, data_collator=CompletionCollator(tokenizer.pad_token_id),
+                                       callbacks=[timer])
         trainer.train()
     return trainer.model, timer.seconds_per_epoch(epochs)
 

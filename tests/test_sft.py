@@ -1,0 +1,78 @@
+"""SFT (bench/sft.py): the completion-only loss and the per-cell cache."""
+import json
+
+import numpy as np
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from bench.backbone import train_word_tokenizer
+from bench.config import SFTConfig
+from bench.sft import CompletionCollator, cached_sft, run_sft
+from methods.trainer import completion_logps
+
+WORDS = [f"w{i}" for i in range(60)]
+
+
+def setup(seed=0, n=24):
+    tok = train_word_tokenizer([" ".join(WORDS)])
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=2, intermediate_size=32,
+                                         pad_token_id=tok.pad_token_id))
+    rng = np.random.default_rng(seed)
+    prompts = [[tok.bos_token_id] + rng.integers(4, len(tok), int(rng.integers(3, 8))).tolist() for _ in range(n)]
+    completions = [rng.integers(4, len(tok), int(rng.integers(1, 4))).tolist() + [tok.eos_token_id]
+                   for _ in range(n)]
+    return tok, model, prompts, completions
+
+
+def test_completion_loss_equals_masked_token_mean_of_the_standard_lm_loss():
+    tok, model, prompts, completions = setup()
+    rows = [{"input_ids": p + c, "labels": [-100] * len(p) + c} for p, c in zip(prompts[:5], completions[:5])]
+    batch = CompletionCollator(tok.pad_token_id)(rows)
+    with torch.no_grad():
+        logps, _, _ = completion_logps(model, batch["input_ids"], batch["attention_mask"], batch["position_ids"],
+                                       batch["lengths"])
+        ours = -logps.sum() / batch["lengths"].sum()
+        total, count = 0.0, 0
+        for row in rows:                                  # HF's own loss, one unpadded sequence at a time
+            out = model(input_ids=torch.tensor([row["input_ids"]]), labels=torch.tensor([row["labels"]]))
+            n = sum(label != -100 for label in row["labels"])
+            total, count = total + out.loss.item() * n, count + n
+    assert np.isclose(ours.item(), total / count, atol=1e-5)
+
+
+def mean_nll(model, tok, prompts, completions):
+    batch = CompletionCollator(tok.pad_token_id)(
+        [{"input_ids": p + c, "labels": [-100] * len(p) + c} for p, c in zip(prompts, completions)])
+    with torch.no_grad():
+        logps, _, _ = completion_logps(model.eval(), batch["input_ids"], batch["attention_mask"],
+                                       batch["position_ids"], batch["lengths"])
+    return (-logps.sum() / batch["lengths"].sum()).item()
+
+
+def test_sft_learns_the_completions():
+    tok, model, prompts, completions = setup(n=16)
+    before = [p.detach().clone() for p in model.parameters()]
+    initial = mean_nll(model, tok, prompts, completions)
+    model, seconds = run_sft(model, tok, prompts, completions, epochs=20, learning_rate=1e-2, batch_size=8, seed=0,
+                             device="cpu")
+    assert seconds > 0 and any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert mean_nll(model, tok, prompts, completions) < 0.5 * initial
+
+
+def test_cached_sft_trains_once(tmp_path):
+    tok, _, prompts, completions = setup(n=8)
+    built = []
+
+    def build():
+        built.append(1)
+        return setup()[1]
+
+    cfg = SFTConfig(epochs=1, learning_rate=1e-3, batch_size=4)
+    first = cached_sft(tmp_path / "cell", build, tok, prompts, completions, cfg, 0, "cpu", "float32", log=lambda m: 0)
+    second = cached_sft(tmp_path / "cell", build, tok, prompts, completions, cfg, 0, "cpu", "float32",
+                        log=lambda m: 0)
+    assert built == [1] and first == second
+    assert json.loads((tmp_path / "cell" / "sft_stats.json").read_text())["samples"] == 8
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]     # no temporary folder left behind
