@@ -1,7 +1,8 @@
 """The one prompt template, used identically by SFT, preference training and inference.
 
-A prompt lists the user's most recent positive items (oldest first, newest last) and asks for the next one; the
-completion is a space, the item's unique title, then EOS. Every stage tokenizes through `encode_prompt` and
+A prompt lists the user's most recent positive items (oldest first, newest last), one title per line, and asks
+for the next one; the completion is a space, the item's unique title, then EOS. Titles stand alone between line
+breaks, so a whitespace word tokenizer sees exactly the words of the titles (no "Title;" tokens). Every stage tokenizes through `encode_prompt` and
 `encode_completion`, so the token ids a model is trained on are exactly those it is scored on: the prompt is
 tokenized with the tokenizer's special tokens (BOS), the completion without, and EOS is appended by id (the
 reference code bases use three different texts for SFT, DPO and inference; we do not).
@@ -12,8 +13,7 @@ from typing import Sequence
 
 NOUNS = {"ml-100k": "movie", "ml-10m": "movie", "yelp2018": "business", "book-crossing": "book"}
 
-TEMPLATE = ("A user's recently liked {plural}, oldest first: {history}. "
-            "Which {noun} will the user like next? Answer:")
+TEMPLATE = "A user's recently liked {plural}, oldest first:\n{history}\nWhich {noun} will the user like next? Answer:"
 
 
 def noun_for(dataset: str) -> str:
@@ -21,7 +21,7 @@ def noun_for(dataset: str) -> str:
 
 
 def render_prompt(history_titles: Sequence[str], noun: str = "item") -> str:
-    return TEMPLATE.format(plural=noun + "s", noun=noun, history="; ".join(history_titles))
+    return TEMPLATE.format(plural=noun + "s", noun=noun, history="\n".join(history_titles))
 
 
 def render_completion(title: str) -> str:

@@ -1,0 +1,63 @@
+"""Backbones: tiny models from config, the local tokenizer, local paths, LoRA, and no silent downloads."""
+import pytest
+import torch
+
+from bench.backbone import BackboneError, build_model, load_tokenizer, load_trained, save_atomically
+from bench.config import BackboneConfig
+from bench.prompts import encode_completion, encode_prompt, render_prompt
+
+TEXTS = ["Toy Story (1995)", "Cape Fear (1991)", "Cape Fear (1962)", render_prompt(["x"], "movie")]
+
+
+def tiny(name="tiny-llama", **kw):
+    return BackboneConfig(name=name, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, **kw)
+
+
+def test_tokenizer_is_trained_locally_cached_and_reloadable(tmp_path):
+    tok = load_tokenizer(tiny(), TEXTS, tmp_path)
+    again = load_tokenizer(tiny(), TEXTS, tmp_path)
+    assert len(list((tmp_path / "tokenizers").iterdir())) == 1
+    prompt = encode_prompt(tok, render_prompt(["Toy Story (1995)", "Cape Fear (1991)"], "movie"))
+    assert prompt[0] == tok.bos_token_id and tok.unk_token_id not in prompt
+    completion = encode_completion(tok, "Cape Fear (1962)")
+    assert completion[-1] == tok.eos_token_id and tok.unk_token_id not in completion
+    assert completion != encode_completion(tok, "Cape Fear (1991)")
+    assert encode_prompt(again, "Cape Fear (1991)") == encode_prompt(tok, "Cape Fear (1991)")
+
+
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-qwen2", "tiny-qwen3"])
+def test_tiny_backbones_build_from_config_with_seeded_weights(name, tmp_path):
+    tok = load_tokenizer(tiny(name), TEXTS, tmp_path)
+    a, b = build_model(tiny(name), tok, 0, "cpu"), build_model(tiny(name), tok, 0, "cpu")
+    assert a.config.model_type == name.split("-")[1]
+    assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
+    out = a(input_ids=torch.tensor([encode_prompt(tok, "Toy Story (1995)")]))
+    assert out.logits.shape[-1] == len(tok)
+
+
+def test_a_local_path_loads_and_a_missing_one_is_a_clear_error(tmp_path):
+    tok = load_tokenizer(tiny(), TEXTS, tmp_path)
+    model = build_model(tiny(), tok, 0, "cpu")
+    save_atomically(model, tmp_path / "model")
+    save_atomically(tok, tmp_path / "tok")
+    tok.save_pretrained(tmp_path / "model")
+    local = BackboneConfig(name=str(tmp_path / "model"))
+    loaded = build_model(local, load_tokenizer(local, [], tmp_path), 0, "cpu")
+    assert all(torch.equal(x, y) for x, y in zip(model.parameters(), loaded.parameters()))
+    with pytest.raises(BackboneError, match="allow_download"):
+        build_model(BackboneConfig(name="no-such-org/no-such-model"), tok, 0, "cpu")
+
+
+def test_lora_adapters_train_only_the_adapter_and_reload(tmp_path):
+    tok = load_tokenizer(tiny(), TEXTS, tmp_path)
+    base = build_model(tiny(), tok, 0, "cpu")
+    save_atomically(base, tmp_path / "base")
+    tok.save_pretrained(tmp_path / "base")
+    cfg = BackboneConfig(name=str(tmp_path / "base"), lora=True, lora_r=2, lora_alpha=4)
+    model = build_model(cfg, tok, 0, "cpu")
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    save_atomically(model, tmp_path / "adapter")
+    assert (tmp_path / "adapter" / "adapter_config.json").exists()
+    reloaded = load_trained(tmp_path / "adapter", cfg, "cpu")
+    assert any("lora_" in n for n, _ in reloaded.named_parameters())

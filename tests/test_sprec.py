@@ -1,0 +1,64 @@
+"""SPRec's self-play loop (methods/sprec.py) on a stub context: negatives, SFT step, reference, rounds."""
+import numpy as np
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from bench.config import PreferenceConfig
+from methods import resolve
+from methods.base import MethodContext, TrainingSamples
+from methods.trainer import reference_logps
+
+
+def tiny_model():
+    torch.manual_seed(0)
+    return LlamaForCausalLM(LlamaConfig(vocab_size=30, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                        num_key_value_heads=2, intermediate_size=32, pad_token_id=0))
+
+
+class Tok:
+    pad_token_id = 0
+
+
+def test_each_round_generates_negatives_then_sft_then_dpo_against_that_sft_model():
+    items = np.arange(10, 16)
+    completions = {int(i): [int(i), 2] for i in items}
+    targets = np.array([10, 11, 12, 13, 14, 15, 10, 11])
+    prompts = [[1, 3 + i % 5, 4] for i in range(8)]
+    events, refs = [], []
+
+    def predict_top1(model, batch):
+        events.append(("generate", len(batch)))
+        return np.array([10] * len(batch))                    # the model always predicts item 10
+
+    def sft_step(model, batch, batch_targets, epochs, lr):
+        events.append(("sft", len(batch)))
+        with torch.no_grad():
+            model.model.embed_tokens.weight.add_(0.01)        # a visible change
+        return model, 1.0
+
+    def reference(loader, tag, pairs):
+        model = loader()
+        events.append(("reference", tag))
+        refs.append((pairs, model.model.embed_tokens.weight.detach().clone()))
+        return reference_logps(model, pairs, 0, "cpu")
+
+    ctx = MethodContext(
+        split=None, train=TrainingSamples(prompts, targets, [np.array([1])] * 8), items=items,
+        completions=completions, train_counts=np.ones(6), seed=0, device="cpu", tokenizer=Tok(),
+        preference=PreferenceConfig(epochs=1, learning_rate=1e-3, batch_size=4, warmup_ratio=0.0),
+        load_sft_model=tiny_model, load_base_model=tiny_model, sft_tag="sft", sft_step=sft_step,
+        reference_logps=reference, recommender=lambda model: model, predict_top1=predict_top1, output_dir=None,
+        log=lambda m: None)
+    method = resolve("sprec", {"iterations": 2, "samples_per_iteration": 8})
+    model = method.fit(ctx)
+    kinds = [e[0] for e in events]
+    assert kinds == ["generate", "sft", "reference"] * 2
+    assert events[2][1] != events[5][1]                       # each round has its own reference tag
+    pairs, ref_weights = refs[0]
+    assert len(pairs) == 6                                    # the two samples whose target is 10 give no pair
+    assert all(r == [completions[10]] for r in pairs.rejected)
+    assert all(c != completions[10] for c in pairs.chosen)
+    initial = tiny_model().model.embed_tokens.weight
+    assert torch.allclose(ref_weights, initial + 0.01)       # the reference is this round's SFT model
+    assert ctx.stats["pairs_per_round"] == [6, 6] and ctx.stats["seconds_per_epoch"] > 0
+    assert isinstance(model, LlamaForCausalLM)
