@@ -124,9 +124,25 @@ def save_atomically(obj, path: Path) -> None:
 
 
 def _from_hub(cls, cfg: BackboneConfig, **kwargs):
+    source = resolve_source(cfg)
     try:
-        return cls.from_pretrained(cfg.name, local_files_only=not cfg.allow_download, **kwargs)
+        return cls.from_pretrained(source, local_files_only=not cfg.allow_download, **kwargs)
     except OSError as err:
-        hint = "" if cfg.allow_download else (" Nothing is downloaded unless asked: pass a local path, or "
-                                              "--set backbone.allow_download=true to fetch it from the hub.")
-        raise BackboneError(f"backbone {cfg.name!r} could not be loaded: {err}.{hint}") from err
+        raise BackboneError(f"backbone {cfg.name!r} could not be loaded from {source}: {err}") from err
+
+
+def resolve_source(cfg: BackboneConfig) -> str:
+    """A local folder for `cfg.name`: the path itself, or its snapshot in the Hugging Face cache. Without
+    `allow_download` no network request is made at all (transformers' `local_files_only` still probes the hub for
+    adapter files, with retries, so the cache is resolved here instead)."""
+    if Path(cfg.name).expanduser().exists() or cfg.allow_download:
+        return str(Path(cfg.name).expanduser()) if Path(cfg.name).expanduser().exists() else cfg.name
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(cfg.name, local_files_only=True)
+    except Exception as err:  # noqa: BLE001 - every flavour of "not in the cache" gets the same clear message
+        raise BackboneError(
+            f"backbone {cfg.name!r} is neither a local folder nor in the Hugging Face cache. Nothing is downloaded "
+            f"unless asked: pass a local path, or --set backbone.allow_download=true to fetch it from the hub "
+            f"({type(err).__name__})") from err

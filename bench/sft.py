@@ -59,7 +59,7 @@ class CompletionSFTTrainer(SFTTrainer):
                                        inputs["lengths"])
         loss = -logps.sum() / inputs["lengths"].sum()
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite SFT loss ({float(loss)}) at step {self.state.global_step + 1}")
+            raise FloatingPointError(f"non-finite SFT loss ({loss.item()}) at step {self.state.global_step + 1}")
         return loss
 
 

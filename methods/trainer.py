@@ -216,7 +216,7 @@ class PreferenceTrainer(Trainer):
             loss = loss + penalty
             stats.update(reg_stats)
         if not torch.isfinite(loss):
-            raise NonFiniteLoss(f"non-finite preference loss ({float(loss)}) at step {self.state.global_step + 1}")
+            raise NonFiniteLoss(f"non-finite preference loss ({loss.item()}) at step {self.state.global_step + 1}")
         stats["pref_loss"] = float(loss.detach())
         for key, value in stats.items():
             self._sums[key] = self._sums.get(key, 0.0) + value
