@@ -39,6 +39,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 from transformers import DynamicCache
 
 from bench.trie import Trie
@@ -186,6 +187,11 @@ def _logsumexp(head: torch.nn.Linear, hidden: torch.Tensor, block: int = 256) ->
     return out
 
 
+def _progress(batches: range, desc: str, batch_size: int):
+    """A progress bar over prompt batches, shown only for long jobs."""
+    return tqdm(batches, desc=desc, unit=f"x{batch_size} prompts", leave=False, disable=len(batches) < 20)
+
+
 def score_all(model, prompts: Sequence[Sequence[int]], catalogue: Catalogue, batch_size: int = 16, *,
               chunk_len: int = 64, max_tokens: int = 2048) -> np.ndarray:
     """(n_prompts, n_items) float64 log P(completion | prompt), exact up to float rounding.
@@ -209,7 +215,7 @@ def score_all(model, prompts: Sequence[Sequence[int]], catalogue: Catalogue, bat
     order = np.argsort([len(p) for p in prompts], kind="stable")
 
     with torch.inference_mode():
-        for start in range(0, len(prompts), batch_size):
+        for start in _progress(range(0, len(prompts), batch_size), "likelihood ranking", batch_size):
             idx = order[start: start + batch_size]
             n = len(idx)
             lens = torch.tensor([len(prompts[i]) for i in idx], device=device)
@@ -267,7 +273,7 @@ def beam(model, prompts: list[list[int]], catalogue: Catalogue, k: int = 20, bat
     valid = np.zeros(len(prompts), dtype=bool)
     order = np.argsort([len(p) for p in prompts], kind="stable")
     with torch.inference_mode():
-        for start in range(0, len(prompts), batch_size):
+        for start in _progress(range(0, len(prompts), batch_size), "beam search", batch_size):
             idx = order[start: start + batch_size]
             width = max(len(prompts[i]) for i in idx)
             ids = torch.full((len(idx), width), pad, dtype=torch.long)
