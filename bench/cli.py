@@ -1,4 +1,4 @@
-"""Command line: `python -m bench run ...` and `python -m bench ls`.
+"""Command line: `python -m bench run ...`, `python -m bench ls` and `python -m bench data ...` (bench.data_cli).
 
 Bad input (an unknown method, shift, dataset, profile or `--set` key, a wrong value type, a missing model file) is
 reported on stderr as one `error:` line naming the input, with a non-zero exit and nothing written.
@@ -34,6 +34,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a profile value (data.shift=iid, sft.epochs=2, causaldpo.mmd_weight=0.5)")
     sub.add_parser("ls", help="list datasets, shifts, methods, ranking protocols and profiles")
+    from bench import data_cli
+    data_cli.add_parser(sub)
     return p
 
 
@@ -48,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "ls":
             return list_registries()
+        if args.command == "data":
+            from bench import data_cli
+            return data_cli.main(args)
         return run_command(args)
     except (UnknownNameError, ConfigError, BackboneError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

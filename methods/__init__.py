@@ -1,11 +1,12 @@
 """Methods: one module per method, a registry with "did you mean", the shared preference trainer and losses.
 
 `resolve(name, overrides)` returns a configured method instance; `<name>+causal` composes the causal
-regularizer with any registered pairwise preference method (e.g. `simpo+causal`).
+regularizer with any registered pairwise preference method (e.g. `simpo+causal`, `cpo+causal`, `drdpo+causal`):
+same loss and reduction, plus the regularizer, whose backdoor adjustment uses the method's own reduction.
 """
 from __future__ import annotations
 
-from methods import baselines, causaldpo, dpo, sprec  # noqa: F401  (registration)
+from methods import baselines, causaldpo, cpo, dmpo, dpo, drdpo, sdpo, simpo, sprec  # noqa: F401  (registration)
 from methods.base import METHODS, Method, MethodContext, Paper, TrainingSamples
 from methods.hparams import make_config
 from methods.preference import PreferenceMethod, with_causal

@@ -18,17 +18,25 @@ This module implements the equations; every choice is stated here and in `Causal
 4. Soft assignment (Eq. 8): p_ik = softmax_k(-||z_i - c_k|| / tau) with Euclidean distance and temperature tau.
    Centres and assignments carry gradient to g and to the policy ("co-optimised"); `assignment_grad=False` detaches
    them.
-5. Backdoor adjustment (Eq. 6, with p_hat(E=k) = the batch mean of p_ik): L = sum_k p_hat_k * (sum_i p_ik l_i /
-   sum_i p_ik). With this estimator the sum equals the plain batch mean of l_i exactly (sum_i p_ik = B p_hat_k);
-   it is implemented as written and a test keeps the identity. The method's effect comes from the MMD term.
+5. Backdoor adjustment (Eq. 6, with p_hat(E=k) = the batch mean of p_ik), through the method's own reduction:
+   L = sum_k p_hat_k * reduce(l, w_k), w_ik = p_ik / sum_i p_ik (the environment's normalised weights), where
+   `reduce(l, w)` is the base method's batch reduction with weights summing to 1 (`methods.losses`). For the mean
+   (DPO, S-DPO, DMPO, SimPO, CPO) reduce(l, w_k) = sum_i w_ik l_i and the sum equals the plain batch mean of l_i
+   exactly (sum_i p_ik = B p_hat_k); it is implemented as written and a test keeps the identity, so for these
+   losses the method's effect comes from the MMD term. For Dr.DPO's DRO reduction it is sum_k p_hat_k times the
+   DRO aggregate within environment k, which is not the batch DRO: the pessimistic aggregation then acts within
+   each pseudo-environment (with hard one-hot assignments, exactly the DRO of each environment; tested). One
+   environment: the plain reduce(l).
 6. MMD (Eq. 10, Eq. 44): the squared MMD with a Gaussian kernel between every pair of pseudo-environments, each
    environment being the batch weighted by p_ik (Eq. 9's weights, normalised per environment: a weighted
    V-statistic), summed over pairs. The kernel bandwidth follows the median heuristic: sigma^2 = the median of the
    batch's non-zero pairwise squared distances (detached). The representation of (x, y_w) whose distribution is
    matched (`mmd_target`): `reward`, the chosen response's implicit reward beta*(log pi - log pi_ref) (the paper's
-   "policy score"), or `hidden`, the policy's last hidden state at the chosen response's EOS. Both carry gradient
-   to the policy and come from the same forward pass.
-7. Total: L_DPO (adjusted) + lambda * MMD^2 (`mmd_weight`).
+   "policy score"; for the reference-free losses SimPO and CPO, whose reward has no reference term, it is
+   beta * the length-averaged chosen log-prob, SimPO's own reward, used for CPO too so that title length does not
+   dominate the matched distribution; see `PreferenceMethod.chosen_reward`), or `hidden`, the policy's last hidden
+   state at the chosen response's EOS. Both carry gradient to the policy and come from the same forward pass.
+7. Total: L_base (adjusted) + lambda * MMD^2 (`mmd_weight`).
 """
 from __future__ import annotations
 
@@ -39,6 +47,8 @@ import torch
 import torch.nn.functional as F
 from sklearn.cluster import DBSCAN
 from torch import nn
+
+from methods.losses import mean_reduce
 
 
 @dataclass
@@ -74,9 +84,11 @@ def soft_assign(z: torch.Tensor, labels: np.ndarray, temperature: float) -> torc
     return torch.softmax(-torch.cdist(z, centres) / temperature, dim=1)
 
 
-def backdoor_adjusted(per_sample: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    """Eq. 6: sum_k p_hat_k * (sum_i p_ik l_i / sum_i p_ik), with p_hat_k = mean_i p_ik."""
-    env_losses = (p * per_sample.unsqueeze(1)).sum(0) / p.sum(0)
+def backdoor_adjusted(per_sample: torch.Tensor, p: torch.Tensor, reduce=mean_reduce) -> torch.Tensor:
+    """Eq. 6: sum_k p_hat_k * reduce(l, w_k), w_ik = p_ik / sum_i p_ik, p_hat_k = mean_i p_ik. With the mean this is
+    sum_k p_hat_k * (sum_i p_ik l_i / sum_i p_ik)."""
+    weights = p / p.sum(0, keepdim=True)
+    env_losses = torch.stack([reduce(per_sample, weights[:, k]) for k in range(p.shape[1])])
     return (p.mean(0) * env_losses).sum()
 
 
@@ -104,7 +116,8 @@ class CausalRegularizer(nn.Module):
         self.g = nn.Linear(hidden_size, config.projection_dim)
 
     def forward(self, per_sample: torch.Tensor, prompt_hidden: torch.Tensor, chosen_reward: torch.Tensor,
-                chosen_hidden: torch.Tensor):
+                chosen_hidden: torch.Tensor, reduce=mean_reduce):
+        """`reduce(per_sample, weights=None)`: the base method's batch reduction (the mean by default)."""
         cfg = self.config
         z = self.g(prompt_hidden.to(self.g.weight.dtype))
         if cfg.normalize:
@@ -113,9 +126,9 @@ class CausalRegularizer(nn.Module):
         n_envs = len(set(labels.tolist()) - {-1})
         if n_envs < 2:
             zero = per_sample.sum() * 0.0
-            return per_sample.mean(), zero, {"causal/envs": float(n_envs), "causal/single_env": 1.0}
+            return reduce(per_sample), zero, {"causal/envs": float(n_envs), "causal/single_env": 1.0}
         p = soft_assign(z if cfg.assignment_grad else z.detach(), labels, cfg.temperature)
-        adjusted = backdoor_adjusted(per_sample, p)
+        adjusted = backdoor_adjusted(per_sample, p, reduce)
         phi = chosen_reward.unsqueeze(1) if cfg.mmd_target == "reward" else chosen_hidden
         mmd2 = weighted_mmd2(phi.float(), p.float())
         stats = {"causal/envs": float(n_envs), "causal/single_env": 0.0, "causal/mmd2": float(mmd2.detach()),

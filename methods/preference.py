@@ -3,7 +3,18 @@
 `PreferenceMethod.fit` is the whole recipe, top to bottom: draw the preference prompts (a seeded subset of the
 training samples, capped by `preference.max_pairs`), pair each target with K seeded random negatives, fetch the
 reference log-probs of the cell's SFT model from the cache (computed once, shared by every method with the same
-pair set), train a fresh copy of the SFT model, and hand the result to the run's ranking protocol.
+pair set; skipped for reference-free losses, `needs_reference = False`, which get zeros), train a fresh copy of
+the SFT model, and hand the result to the run's ranking protocol.
+
+A method declares `loss` (a name in `methods.losses.LOSSES`, called as ``loss(policy, reference, self.config)``),
+and may override `reduce(per_sample, weights=None)` (the batch reduction; weights sum to 1, None = uniform; the
+causal regularizer's backdoor adjustment calls it once per environment), `chosen_reward` (the MMD target of the
+`+causal` variant) and `method_stats` (figures copied into the run record).
+
+Seconds per epoch: the policy's training time plus the reference forward pass over the pair set (measured when
+the reference log-probs are computed and kept with the cache entry), i.e. what a trainer that scores the reference
+on the fly each epoch pays (TRL's default). Reference-free methods pay none, which is SimPO's and CPO's speed
+advantage; both parts are also recorded (`train_seconds_per_epoch`, `reference_seconds_per_epoch`).
 
 `with_causal(cls)` builds the `<name>+causal` variant of any such method: same loss, plus the causal regularizer
 of `methods.causal` (its hyperparameters are added to the method's config).
@@ -18,15 +29,21 @@ import torch
 
 from methods.base import Method, MethodContext, Paper
 from methods.causal import CausalConfig, CausalRegularizer
-from methods.losses import LOSSES
+from methods.losses import LOSSES, LogProbs, mean_reduce
 from methods.negatives import random_negatives
-from methods.trainer import PreferencePairs, train_preference
+from methods.trainer import PreferencePairs, ReferenceLogps, implicit_chosen_reward, train_preference
 
 
 def preference_pairs(ctx: MethodContext, rejected_items: np.ndarray, rows: np.ndarray) -> PreferencePairs:
     return PreferencePairs(prompts=[ctx.train.prompts[i] for i in rows],
                            chosen=[ctx.completions[int(ctx.train.targets[i])] for i in rows],
                            rejected=[[ctx.completions[int(j)] for j in neg] for neg in rejected_items])
+
+
+def length_averaged_chosen_reward(policy: LogProbs, reference: LogProbs, beta: float) -> torch.Tensor:
+    """beta * log pi(y_w|x) / |y_w|: the chosen reward of the reference-free losses (SimPO's implicit reward), the
+    `+causal` MMD target for `simpo` and `cpo`."""
+    return beta * policy.chosen / policy.chosen_len.to(policy.chosen.dtype)
 
 
 def sample_rows(n: int, cap: int | None, seed: int) -> np.ndarray:
@@ -38,13 +55,23 @@ def sample_rows(n: int, cap: int | None, seed: int) -> np.ndarray:
 class PreferenceMethod(Method):
     loss: ClassVar[str]
     causal: ClassVar[bool] = False
+    needs_reference: ClassVar[bool] = True      # False: no reference log-probs are computed (zeros are passed)
 
     def loss_fn(self) -> Callable:
         fn = LOSSES.get(self.loss)
-        return lambda policy, reference: fn(policy, reference, self.config.beta)
+        return lambda policy, reference: fn(policy, reference, self.config)
 
-    def reduce(self, per_sample: torch.Tensor) -> torch.Tensor:
-        return per_sample.mean()
+    def reduce(self, per_sample: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+        """The batch reduction: sum_i w_i l_i (the mean when weights is None)."""
+        return mean_reduce(per_sample, weights)
+
+    def chosen_reward(self, policy: LogProbs, reference: LogProbs, beta: float) -> torch.Tensor:
+        """The chosen response's reward, the `+causal` MMD target: beta * (log pi - log pi_ref) by default."""
+        return implicit_chosen_reward(policy, reference, beta)
+
+    def method_stats(self, ctx: MethodContext) -> dict:
+        """Figures that are part of the method's definition, copied into the run record."""
+        return {}
 
     def fit(self, ctx: MethodContext):
         cfg = ctx.preference
@@ -52,7 +79,11 @@ class PreferenceMethod(Method):
         negatives = random_negatives(ctx.train.targets[rows], [ctx.train.histories[i] for i in rows], ctx.items,
                                      cfg.negatives, ctx.seed)
         pairs = preference_pairs(ctx, negatives, rows)
-        ref = ctx.reference_logps(ctx.load_sft_model, ctx.sft_tag, pairs)
+        if self.needs_reference:
+            ref = ctx.reference_logps(ctx.load_sft_model, ctx.sft_tag, pairs)
+        else:
+            ref = ReferenceLogps(np.zeros(len(pairs), dtype=np.float32),
+                                 np.zeros((len(pairs), cfg.negatives), dtype=np.float32), 0.0)
         model = ctx.load_sft_model()
         regularizer = None
         if self.causal:
@@ -62,9 +93,13 @@ class PreferenceMethod(Method):
         ctx.log(f"{self.name}: training on {len(pairs)} prompts x (1 chosen + {cfg.negatives} rejected)")
         model, seconds, history = train_preference(model, pairs, ref, self.loss_fn(), self.reduce, self.config.beta,
                                                    cfg, ctx.seed, ctx.device, ctx.tokenizer.pad_token_id,
-                                                   regularizer)
-        ctx.stats.update(seconds_per_epoch=seconds, pairs=len(pairs), negatives=cfg.negatives,
+                                                   regularizer, chosen_reward=self.chosen_reward)
+        ref_seconds = float(getattr(ref, "seconds", float("nan")))
+        ctx.stats.update(seconds_per_epoch=seconds + ref_seconds, train_seconds_per_epoch=seconds,
+                         reference_seconds_per_epoch=ref_seconds, reference_model=self.needs_reference,
+                         pairs=len(pairs), negatives=cfg.negatives,
                          final_loss=float(np.mean(history["pref_loss"][-10:])))
+        ctx.stats.update(self.method_stats(ctx))
         if self.causal:
             ctx.stats["single_env_fraction"] = float(np.mean(history["causal/single_env"]))
             ctx.stats["mean_envs"] = float(np.mean(history["causal/envs"]))

@@ -12,6 +12,7 @@ CausalDPO reference trainers, without their label-masking and broadcasting bugs.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 import statistics
 import tempfile
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
-from methods.losses import LogProbs
+from methods.losses import LogProbs, mean_reduce
 
 
 @dataclass
@@ -85,6 +86,17 @@ def _rows(batch_prompts, chosen, rejected):
     return prompts, completions, k
 
 
+class ReferenceLogps(tuple):
+    """(chosen (n,), rejected (n, K)) reference log-probs, with `.seconds`: the wall time of the reference forward
+    pass over the pair set (measured when computed, stored with the cache entry), i.e. the per-epoch cost a trainer
+    that scores the reference on the fly (TRL's default) would pay."""
+
+    def __new__(cls, chosen, rejected, seconds: float = float("nan")):
+        obj = super().__new__(cls, (chosen, rejected))
+        obj.seconds = float(seconds)
+        return obj
+
+
 @torch.inference_mode()
 def reference_logps(model, pairs: PreferencePairs, pad_id: int, device, batch_size: int = 32):
     """log pi_ref of every chosen (n,) and rejected (n, K) completion, with the model in eval mode."""
@@ -105,25 +117,31 @@ def reference_logps(model, pairs: PreferencePairs, pad_id: int, device, batch_si
 def cached_reference_logps(cache_dir: Path, tag: str, model_loader: Callable, pairs: PreferencePairs, pad_id: int,
                            device, log=print):
     """Reference log-probs keyed by (reference model tag, pair-set fingerprint), stored as .npz (atomic write).
-    A cache entry that does not load or does not match the pair set is recomputed, never trusted."""
+    A cache entry that does not load or does not match the pair set is recomputed, never trusted. Returns a
+    `ReferenceLogps` (a (chosen, rejected) tuple carrying the seconds the reference pass took)."""
     path = Path(cache_dir) / "reflogps" / f"{hashlib.sha256(tag.encode()).hexdigest()[:16]}-{pairs.fingerprint()}.npz"
     if path.exists():
         try:
             with np.load(path) as data:
                 chosen, rejected = data["chosen"], data["rejected"]
-            if chosen.shape == (len(pairs),) and rejected.shape == (len(pairs), len(pairs.rejected[0])):
+                seconds = float(data["seconds"]) if "seconds" in data.files else None
+            if (seconds is not None and chosen.shape == (len(pairs),)
+                    and rejected.shape == (len(pairs), len(pairs.rejected[0]))):
                 log(f"reference log-probs: cached ({path.name})")
-                return chosen, rejected
+                return ReferenceLogps(chosen, rejected, seconds)
         except Exception as err:  # noqa: BLE001 - any unreadable entry is recomputed
             log(f"reference log-probs: ignoring unreadable cache entry {path} ({err})")
     log(f"reference log-probs: computing for {len(pairs)} prompts x {1 + len(pairs.rejected[0])} responses")
-    chosen, rejected = reference_logps(model_loader(), pairs, pad_id, device)
+    model = model_loader()
+    start = time.perf_counter()
+    chosen, rejected = reference_logps(model, pairs, pad_id, device)
+    seconds = time.perf_counter() - start
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
     with os.fdopen(fd, "wb") as fh:
-        np.savez(fh, chosen=chosen, rejected=rejected)
+        np.savez(fh, chosen=chosen, rejected=rejected, seconds=np.float64(seconds))
     os.replace(tmp, path)
-    return chosen, rejected
+    return ReferenceLogps(chosen, rejected, seconds)
 
 
 class PairDataset(torch.utils.data.Dataset):
@@ -176,13 +194,35 @@ class NonFiniteLoss(FloatingPointError):
     pass
 
 
-class PreferenceTrainer(Trainer):
-    """`transformers.Trainer` whose loss is `loss_fn` over completion log-probs, reduced by `reduce`, plus an
-    optional regularizer (a module with its own trainable parameters, added to the optimizer)."""
+def weighted_reduce(reduce: Callable) -> Callable:
+    """`reduce` as ``reduce(per_sample, weights=None)``. A one-argument reduce (older callers pass
+    ``lambda x: x.mean()``) has no weighted form; it is taken to be the mean: weights w give sum_i w_i l_i."""
+    try:
+        params = list(inspect.signature(reduce).parameters.values())
+    except (TypeError, ValueError):
+        return reduce
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in params):
+        return reduce
+    return lambda per_sample, weights=None: reduce(per_sample) if weights is None else mean_reduce(per_sample,
+                                                                                                   weights)
 
-    def __init__(self, *args, loss_fn: Callable, reduce: Callable, beta: float, regularizer=None, **kwargs):
+
+def implicit_chosen_reward(policy: LogProbs, reference: LogProbs, beta: float) -> torch.Tensor:
+    """beta * (log pi(y_w|x) - log pi_ref(y_w|x)): the regularizer's default MMD target (`mmd_target=reward`)."""
+    return beta * (policy.chosen - reference.chosen)
+
+
+class PreferenceTrainer(Trainer):
+    """`transformers.Trainer` whose loss is `loss_fn` over completion log-probs, reduced by `reduce(per_sample,
+    weights=None)`, plus an optional regularizer (a module with its own trainable parameters, added to the
+    optimizer) that receives the same `reduce` and the chosen reward from `chosen_reward(policy, reference, beta)`."""
+
+    def __init__(self, *args, loss_fn: Callable, reduce: Callable, beta: float, regularizer=None,
+                 chosen_reward: Callable = implicit_chosen_reward, **kwargs):
         super().__init__(*args, **kwargs)
-        self.loss_fn, self.reduce, self.beta, self.regularizer = loss_fn, reduce, beta, regularizer
+        self.loss_fn, self.reduce, self.beta, self.regularizer = loss_fn, weighted_reduce(reduce), beta, regularizer
+        self.chosen_reward = chosen_reward
         self._sums: dict[str, float] = {}
         self._count = 0
         self.history: dict[str, list[float]] = {}
@@ -211,8 +251,9 @@ class PreferenceTrainer(Trainer):
         if self.regularizer is None:
             loss = self.reduce(per_sample)
         else:
-            chosen_reward = self.beta * (policy.chosen - reference.chosen)
-            loss, penalty, reg_stats = self.regularizer(per_sample, prompt_hidden[:b], chosen_reward, end_hidden[:b])
+            chosen_reward = self.chosen_reward(policy, reference, self.beta)
+            loss, penalty, reg_stats = self.regularizer(per_sample, prompt_hidden[:b], chosen_reward, end_hidden[:b],
+                                                        reduce=self.reduce)
             loss = loss + penalty
             stats.update(reg_stats)
         if not torch.isfinite(loss):
@@ -246,8 +287,11 @@ def training_arguments(output_dir: str, epochs: float, batch_size: int, grad_acc
 
 def train_preference(model, pairs: PreferencePairs, ref: tuple[np.ndarray, np.ndarray], loss_fn: Callable,
                      reduce: Callable, beta: float, cfg, seed: int, device, pad_id: int, regularizer=None,
-                     dtype: str = "float32"):
-    """Train `model` in place on `pairs`; returns (model, seconds_per_epoch, logged history)."""
+                     dtype: str = "float32", chosen_reward: Callable = implicit_chosen_reward):
+    """Train `model` in place on `pairs`; returns (model, seconds_per_epoch, logged history).
+    `reduce(per_sample, weights=None)` reduces the per-sample losses (a one-argument reduce is taken to be the
+    mean, see `weighted_reduce`). seconds_per_epoch counts the policy's training only; see `cached_reference_logps` for the
+    reference pass."""
     if regularizer is not None:
         regularizer.to(device)
     with tempfile.TemporaryDirectory() as out:
@@ -257,6 +301,7 @@ def train_preference(model, pairs: PreferencePairs, ref: tuple[np.ndarray, np.nd
         timer = EpochTimer()
         trainer = PreferenceTrainer(model=model, args=args, train_dataset=PairDataset(pairs, *ref),
                                     data_collator=PairCollator(pad_id), callbacks=[timer], loss_fn=loss_fn,
-                                    reduce=reduce, beta=beta, regularizer=regularizer)
+                                    reduce=reduce, beta=beta, regularizer=regularizer,
+                                    chosen_reward=chosen_reward)
         trainer.train()
     return trainer.model, timer.seconds_per_epoch(cfg.epochs), trainer.history

@@ -110,3 +110,24 @@ def test_two_environments_give_mmd_gradient_to_policy_and_projection():
     (loss + penalty).backward()
     assert reward.grad.abs().sum() > 0
     assert reg.g.weight.grad is not None and torch.isfinite(reg.g.weight.grad).all()
+
+
+def test_backdoor_adjustment_with_dro_reduce_and_hard_assignments_is_per_environment_dro():
+    from methods.losses import dro_reduce
+    g = torch.Generator().manual_seed(4)
+    losses = torch.rand(9, generator=g) * 3
+    labels = torch.tensor([0, 0, 1, 2, 1, 0, 2, 2, 2])
+    p = torch.nn.functional.one_hot(labels, 3).float()
+    reduce = lambda l, w=None: dro_reduce(l, w, beta_prime=0.5)  # noqa: E731
+    expected = sum((labels == k).float().mean() * dro_reduce(losses[labels == k], beta_prime=0.5) for k in range(3))
+    assert torch.allclose(backdoor_adjusted(losses, p, reduce), expected, atol=1e-5)
+    assert not torch.allclose(expected, reduce(losses))          # not the batch DRO
+
+
+def test_regularizer_uses_the_given_reduce():
+    from methods.losses import dro_reduce
+    reg = regularizer(min_samples=50)                            # one environment: the plain reduce
+    losses = torch.rand(8)
+    reduce = lambda l, w=None: dro_reduce(l, w, beta_prime=0.5)  # noqa: E731
+    loss, _, _ = reg(losses, torch.randn(8, 4), torch.randn(8), torch.randn(8, 4), reduce=reduce)
+    assert torch.allclose(loss, reduce(losses))

@@ -70,7 +70,7 @@ def test_same_seed_gives_identical_metrics_in_a_fresh_process(first_run, tmp_pat
     (["run", "--methods", "dpo", "--set", "dpo.gamma=1"], "unknown hyperparameter 'gamma'"),
     (["run", "--methods", "dpo", "--set", "sft.epochs"], "expected key=value"),
     (["run", "--methods", "dpo", "--ranking", "grounding"], "unknown ranking protocol"),
-    (["run", "--methods", "simpo+causal"], "unknown method"),
+    (["run", "--methods", "sprec+causal"], "unknown method"),
 ])
 def test_bad_input_exits_2_naming_it(argv, message, capsys, tmp_path):
     argv = argv + ["--set", f"results_dir={tmp_path}"]

@@ -1,0 +1,61 @@
+"""One short training run per preference method through the shared trainer (not the CLI), on a tiny random Llama:
+parameters change and the loss stays finite; K = 3 negatives for the multi-negative losses; the +causal variants."""
+import types
+
+import numpy as np
+import pytest
+import torch
+
+import methods
+from bench.config import PreferenceConfig as PrefCfg
+from methods.causal import CausalConfig, CausalRegularizer
+from methods.trainer import reference_logps, train_preference
+from tests.test_trainer import PAD, pairs, tiny_model
+
+
+def fit(name, k, **overrides):
+    method = methods.resolve(name, overrides)
+    model, data = tiny_model(), pairs(n=16, k=k)
+    if method.needs_reference:
+        ref = reference_logps(model, data, PAD, "cpu")
+    else:
+        ref = (np.zeros(len(data), dtype=np.float32), np.zeros((len(data), k), dtype=np.float32))
+    before = [p.detach().clone() for p in model.parameters()]
+    reg = None
+    if method.causal:
+        fields = {f for f in CausalConfig.__dataclass_fields__}
+        cfg = CausalConfig(**{f: getattr(method.config, f) for f in fields})
+        reg = CausalRegularizer(16, cfg)
+    pref = PrefCfg(epochs=1, learning_rate=5e-3, batch_size=8, grad_accum=1, warmup_ratio=0.0, max_grad_norm=1.0)
+    model, seconds, history = train_preference(model, data, ref, method.loss_fn(), method.reduce, method.config.beta,
+                                               pref, 0, "cpu", PAD, reg, chosen_reward=method.chosen_reward)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters())), name
+    assert len(history["pref_loss"]) == 2 and all(np.isfinite(history["pref_loss"])), name
+    if method.causal:
+        assert max(history["causal/envs"]) >= 2              # at least one step with two environments (MMD)
+    return method, history
+
+
+@pytest.mark.parametrize("name, k", [("simpo", 1), ("cpo", 2), ("drdpo", 1), ("sdpo", 3), ("dmpo", 3),
+                                     ("simpo+causal", 2), ("cpo+causal", 1), ("drdpo+causal", 2)])
+def test_method_trains(name, k):
+    fit(name, k, **({"min_samples": 2} if name.endswith("+causal") else {}))
+
+
+def test_reference_free_methods_skip_the_reference_and_drdpo_records_its_micro_batch():
+    assert not methods.resolve("simpo").needs_reference and not methods.resolve("cpo").needs_reference
+    assert methods.resolve("sdpo").needs_reference and methods.resolve("simpo+causal").needs_reference is False
+    ctx = types.SimpleNamespace(preference=PrefCfg(batch_size=8, grad_accum=2))
+    assert methods.resolve("drdpo").method_stats(ctx) == {"drdpo_micro_batch": 8, "drdpo_grad_accum": 2}
+    drdpo = methods.resolve("drdpo+causal", {"beta_prime": 0.5})
+    losses = torch.tensor([0.1, 2.0, 0.5])
+    assert drdpo.reduce(losses).item() < losses.mean().item()          # DRO leans to the confident pairs
+
+
+def test_a_one_argument_reduce_is_taken_as_the_mean_for_the_backdoor_adjustment():
+    from methods.trainer import weighted_reduce
+    losses, w = torch.tensor([1.0, 3.0]), torch.tensor([0.25, 0.75])
+    legacy = weighted_reduce(lambda x: x.mean())
+    assert legacy(losses).item() == 2.0 and legacy(losses, w).item() == 2.5
+    drdpo = methods.resolve("drdpo")
+    assert weighted_reduce(drdpo.reduce) == drdpo.reduce                 # already takes weights: unchanged
