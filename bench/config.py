@@ -13,7 +13,6 @@ import difflib
 import typing
 from dataclasses import dataclass, field, fields
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import yaml

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 import methods
-from bench.backbone import build_model, is_tiny, load_tokenizer, load_trained
+from bench.backbone import build_model, load_tokenizer, load_trained
 from bench.config import RunConfig
 from bench.metrics import grouped_metrics, popularity_groups, ranking_metrics, recommendation_counts
 from bench.prompts import encode_completion, encode_prompt, noun_for, render_prompt

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from methods.base import Method, MethodContext, Paper, register
-from methods.losses import dpo_loss
+from methods.losses import dpo_loss, mean_reduce
 from methods.preference import preference_pairs, sample_rows
 from methods.trainer import train_preference
 
@@ -63,7 +63,7 @@ class SPRec(Method):
             ref = ctx.reference_logps(lambda: sft_model, f"{ctx.sft_tag}/sprec/seed{ctx.seed}/round{round_}/{cfg}",
                                       pairs)
             model, seconds, _ = train_preference(model, pairs, ref, lambda p, r: dpo_loss(p, r, cfg.beta),
-                                                 lambda losses: losses.mean(), cfg.beta, pref, ctx.seed, ctx.device,
+                                                 mean_reduce, cfg.beta, pref, ctx.seed, ctx.device,
                                                  ctx.tokenizer.pad_token_id)
             dpo_seconds.append(seconds)
         ctx.stats.update(seconds_per_epoch=float(np.median(dpo_seconds)) if dpo_seconds else float("nan"),

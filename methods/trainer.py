@@ -12,7 +12,6 @@ CausalDPO reference trainers, without their label-masking and broadcasting bugs.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import os
 import statistics
 import tempfile
@@ -25,7 +24,7 @@ import numpy as np
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
-from methods.losses import LogProbs, mean_reduce
+from methods.losses import LogProbs
 
 
 @dataclass
@@ -194,20 +193,6 @@ class NonFiniteLoss(FloatingPointError):
     pass
 
 
-def weighted_reduce(reduce: Callable) -> Callable:
-    """`reduce` as ``reduce(per_sample, weights=None)``. A one-argument reduce (older callers pass
-    ``lambda x: x.mean()``) has no weighted form; it is taken to be the mean: weights w give sum_i w_i l_i."""
-    try:
-        params = list(inspect.signature(reduce).parameters.values())
-    except (TypeError, ValueError):
-        return reduce
-    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    if len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in params):
-        return reduce
-    return lambda per_sample, weights=None: reduce(per_sample) if weights is None else mean_reduce(per_sample,
-                                                                                                   weights)
-
-
 def implicit_chosen_reward(policy: LogProbs, reference: LogProbs, beta: float) -> torch.Tensor:
     """beta * (log pi(y_w|x) - log pi_ref(y_w|x)): the regularizer's default MMD target (`mmd_target=reward`)."""
     return beta * (policy.chosen - reference.chosen)
@@ -221,7 +206,7 @@ class PreferenceTrainer(Trainer):
     def __init__(self, *args, loss_fn: Callable, reduce: Callable, beta: float, regularizer=None,
                  chosen_reward: Callable = implicit_chosen_reward, **kwargs):
         super().__init__(*args, **kwargs)
-        self.loss_fn, self.reduce, self.beta, self.regularizer = loss_fn, weighted_reduce(reduce), beta, regularizer
+        self.loss_fn, self.reduce, self.beta, self.regularizer = loss_fn, reduce, beta, regularizer
         self.chosen_reward = chosen_reward
         self._sums: dict[str, float] = {}
         self._count = 0
@@ -289,8 +274,8 @@ def train_preference(model, pairs: PreferencePairs, ref: tuple[np.ndarray, np.nd
                      reduce: Callable, beta: float, cfg, seed: int, device, pad_id: int, regularizer=None,
                      dtype: str = "float32", chosen_reward: Callable = implicit_chosen_reward):
     """Train `model` in place on `pairs`; returns (model, seconds_per_epoch, logged history).
-    `reduce(per_sample, weights=None)` reduces the per-sample losses (a one-argument reduce is taken to be the
-    mean, see `weighted_reduce`). seconds_per_epoch counts the policy's training only; see `cached_reference_logps` for the
+    `reduce(per_sample, weights=None)` reduces the per-sample losses (`mean_reduce` for most losses).
+    seconds_per_epoch counts the policy's training only; see `cached_reference_logps` for the
     reference pass."""
     if regularizer is not None:
         regularizer.to(device)

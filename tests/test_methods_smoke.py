@@ -50,12 +50,3 @@ def test_reference_free_methods_skip_the_reference_and_drdpo_records_its_micro_b
     drdpo = methods.resolve("drdpo+causal", {"beta_prime": 0.5})
     losses = torch.tensor([0.1, 2.0, 0.5])
     assert drdpo.reduce(losses).item() < losses.mean().item()          # DRO leans to the confident pairs
-
-
-def test_a_one_argument_reduce_is_taken_as_the_mean_for_the_backdoor_adjustment():
-    from methods.trainer import weighted_reduce
-    losses, w = torch.tensor([1.0, 3.0]), torch.tensor([0.25, 0.75])
-    legacy = weighted_reduce(lambda x: x.mean())
-    assert legacy(losses).item() == 2.0 and legacy(losses, w).item() == 2.5
-    drdpo = methods.resolve("drdpo")
-    assert weighted_reduce(drdpo.reduce) == drdpo.reduce                 # already takes weights: unchanged

@@ -6,7 +6,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from methods.causal import CausalConfig, CausalRegularizer
 from bench.config import PreferenceConfig as PrefCfg
-from methods.losses import dpo_loss
+from methods.losses import dpo_loss, mean_reduce
 from methods.trainer import (NonFiniteLoss, PreferencePairs, cached_reference_logps, completion_logps,
                              left_padded, reference_logps, train_preference)
 
@@ -81,7 +81,7 @@ def test_training_changes_parameters_and_lowers_the_loss(causal):
     reg = CausalRegularizer(16, CausalConfig(projection_dim=4)) if causal else None
     cfg = PrefCfg(epochs=3, learning_rate=5e-3, batch_size=8, grad_accum=1, warmup_ratio=0.0, max_grad_norm=1.0)
     model, seconds, history = train_preference(model, data, ref, lambda p, r: dpo_loss(p, r, 0.5),
-                                               lambda x: x.mean(), 0.5, cfg, 0, "cpu", PAD, reg)
+                                               mean_reduce, 0.5, cfg, 0, "cpu", PAD, reg)
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
     assert all(np.isfinite(history["pref_loss"]))
     assert np.mean(history["pref_loss"][-4:]) < np.mean(history["pref_loss"][:4])
@@ -95,5 +95,5 @@ def test_non_finite_loss_stops_with_the_step_number():
     ref = reference_logps(model, data, PAD, "cpu")
     cfg = PrefCfg(epochs=1, learning_rate=1e-3, batch_size=4, grad_accum=1, warmup_ratio=0.0, max_grad_norm=1.0)
     with pytest.raises(NonFiniteLoss, match="step 1"):
-        train_preference(model, data, ref, lambda p, r: p.chosen * float("nan"), lambda x: x.mean(), 0.1, cfg, 0,
+        train_preference(model, data, ref, lambda p, r: p.chosen * float("nan"), mean_reduce, 0.1, cfg, 0,
                          "cpu", PAD)

@@ -16,7 +16,7 @@ from transformers.utils import logging as hf_logging
 
 from bench.config import PreferenceConfig
 from methods.causal import CausalConfig, CausalRegularizer
-from methods.losses import dpo_loss
+from methods.losses import dpo_loss, mean_reduce
 from methods.trainer import PreferencePairs, reference_logps, train_preference
 
 
@@ -45,7 +45,7 @@ def main() -> None:
         for name in times:
             reg = CausalRegularizer(64, CausalConfig()) if name == "causaldpo" else None
             _, seconds, _ = train_preference(model(vocab), pairs, ref, lambda p, r: dpo_loss(p, r, 0.1),
-                                             lambda x: x.mean(), 0.1, cfg, 0, "cpu", 0, reg)
+                                             mean_reduce, 0.1, cfg, 0, "cpu", 0, reg)
             times[name].append(seconds)
     dpo, causal = statistics.median(times["dpo"]), statistics.median(times["causaldpo"])
     print(f"pairs {args.pairs}, batch {cfg.batch_size}, repeats {args.repeats}")
