@@ -24,6 +24,7 @@ from typing import Iterable
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 
+from bench import distributed
 from bench.config import BackboneConfig
 
 TINY = {"tiny-llama": "LlamaConfig", "tiny-qwen2": "Qwen2Config", "tiny-qwen3": "Qwen3Config"}
@@ -59,25 +60,38 @@ def load_tokenizer(cfg: BackboneConfig, texts: list[str], cache_dir: Path):
         return tok
     digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
     path = cache_dir / "tokenizers" / digest
-    if not (path / "tokenizer.json").exists():
+    if not (path / "tokenizer.json").exists() and distributed.is_main():
         save_atomically(train_word_tokenizer(texts), path)
+    distributed.barrier()
     return AutoTokenizer.from_pretrained(path)
 
 
-def build_model(cfg: BackboneConfig, tokenizer, seed: int, device: torch.device):
-    """The base (pre-SFT) model: tiny ones from config with seeded weights, others from a local path or the hub."""
-    if is_tiny(cfg):
-        import transformers
+def tiny_config(cfg: BackboneConfig, tokenizer):
+    import transformers
 
-        config_cls = getattr(transformers, TINY[cfg.name])
-        config = config_cls(vocab_size=len(tokenizer), hidden_size=cfg.hidden_size,
-                            num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
-                            num_key_value_heads=cfg.num_heads, intermediate_size=cfg.intermediate_size,
-                            max_position_embeddings=1024, tie_word_embeddings=True,
-                            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                            pad_token_id=tokenizer.pad_token_id)
+    return getattr(transformers, TINY[cfg.name])(
+        vocab_size=len(tokenizer), hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_kv_heads or cfg.num_heads,
+        intermediate_size=cfg.intermediate_size, max_position_embeddings=1024, tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+
+
+def build_model(cfg: BackboneConfig, tokenizer, seed: int, device: torch.device, cache_dir: Path | None = None):
+    """The base (pre-SFT) model: tiny ones from config with seeded weights, others from a local path or the hub.
+
+    A tiny backbone trained with LoRA keeps its random base weights on disk (`cache_dir/base/<digest>`), so that the
+    saved adapter names a base folder that can be reloaded; without LoRA the full weights are saved anyway."""
+    if is_tiny(cfg):
+        config = tiny_config(cfg, tokenizer)
         torch.manual_seed(seed)
-        model = AutoModelForCausalLM.from_config(config)
+        model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, cfg.dtype))
+        if cfg.lora and cache_dir is not None:
+            digest = hashlib.sha256(f"{config.to_json_string()}|{seed}|{cfg.dtype}".encode()).hexdigest()[:16]
+            path = Path(cache_dir) / "base" / digest
+            if not (path / "config.json").exists() and distributed.is_main():
+                save_atomically(model, path)
+            distributed.barrier()
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, cfg.dtype))
     else:
         model = _from_hub(AutoModelForCausalLM, cfg, dtype=getattr(torch, cfg.dtype))
         if model.config.pad_token_id is None:
@@ -100,9 +114,13 @@ def add_lora(model, cfg: BackboneConfig):
 def load_trained(path: Path, cfg: BackboneConfig, device: torch.device):
     """Reload a model saved by `save_atomically` (full weights, or base + LoRA adapter)."""
     if (path / "adapter_config.json").exists():
-        from peft import PeftModel
+        from peft import PeftConfig, PeftModel
 
-        base = _from_hub(AutoModelForCausalLM, cfg, dtype=getattr(torch, cfg.dtype))
+        named = Path(PeftConfig.from_pretrained(path).base_model_name_or_path or "")
+        if str(named) and named.is_dir():       # a tiny backbone's saved base (see build_model)
+            base = AutoModelForCausalLM.from_pretrained(named, dtype=getattr(torch, cfg.dtype))
+        else:
+            base = _from_hub(AutoModelForCausalLM, cfg, dtype=getattr(torch, cfg.dtype))
         model = PeftModel.from_pretrained(base, path, is_trainable=True)
     else:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, cfg.dtype))

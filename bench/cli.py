@@ -17,6 +17,8 @@ METRICS = ("HR@10", "NDCG@10", "HR@20", "NDCG@20", "valid_ratio")
 
 
 def log(message: str) -> None:
+    if os.environ.get("RANK", "0") != "0":  # under `accelerate launch` only the main process talks
+        return
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
@@ -79,7 +81,7 @@ def list_registries() -> int:
 
 def run_command(args) -> int:
     import methods
-    from bench.config import apply_overrides, load_profile
+    from bench.config import apply_overrides, load_profile, pair_dataset
     from bench.ranking import PROTOCOLS
     from splits import DATASETS, SHIFTS
 
@@ -94,6 +96,7 @@ def run_command(args) -> int:
              f"ranking.protocol={args.ranking}" if args.ranking else None,
              f"preference.negatives={args.negatives}" if args.negatives is not None else None]
     apply_overrides(cfg, [f for f in flags if f] + args.set, names)
+    pair_dataset(cfg, dataset_given=bool(args.dataset) or any(s.startswith("data.dataset=") for s in args.set))
     SHIFTS.get(cfg.data.shift)
     DATASETS.get(cfg.data.dataset)
     PROTOCOLS.get(cfg.ranking.protocol)
@@ -104,7 +107,8 @@ def run_command(args) -> int:
 
     log(f"run: {', '.join(names)} on {cfg.data.dataset}/{cfg.data.shift}, profile {cfg.profile}, seed {cfg.seed}")
     records = run(cfg, names, log)
-    print_table(records)
+    if os.environ.get("RANK", "0") == "0":
+        print_table(records)
     return 0
 
 

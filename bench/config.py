@@ -32,6 +32,8 @@ class DataConfig:
     eval_parts: list[str] = field(default_factory=lambda: ["ood_test"],
                                   metadata={"help": "parts scored; `ood_test` falls back to `iid_test` for iid"})
     raw_path: str | None = field(default=None, metadata={"help": "raw files of datasets that do not ship here"})
+    dataset_for_shift: dict[str, str] = field(default_factory=dict, metadata={
+        "help": "shift -> dataset pairing (the paper profile's); used when no --dataset is given"})
 
 
 @dataclass
@@ -42,6 +44,7 @@ class BackboneConfig:
     hidden_size: int = field(default=64, metadata={"help": "tiny backbones: width"})
     num_layers: int = field(default=2, metadata={"help": "tiny backbones: decoder layers"})
     num_heads: int = field(default=4, metadata={"help": "tiny backbones: attention heads"})
+    num_kv_heads: int | None = field(default=None, metadata={"help": "tiny backbones: key/value heads (None: all)"})
     intermediate_size: int = field(default=256, metadata={"help": "tiny backbones: MLP width"})
     allow_download: bool = field(default=False, metadata={"help": "let a hub model id download (off: local only)"})
     dtype: str = field(default="float32", metadata={"help": "float32 or bfloat16"})
@@ -100,6 +103,7 @@ class RunConfig:
 
 
 SECTIONS = ("data", "backbone", "sft", "preference", "ranking")
+DICT_FIELDS = ("method_overrides", "dataset_for_shift")  # dict-valued fields, not sections
 PROFILES = Registry("profile")
 for _path in sorted(resources.files("bench").joinpath("profiles").iterdir(), key=lambda p: p.name):
     if _path.name.endswith(".yaml"):
@@ -132,7 +136,7 @@ def apply_overrides(cfg: RunConfig, assignments: list[str], method_names: list[s
 
 def _flatten(raw: dict, prefix: str = ""):
     for key, value in raw.items():
-        if isinstance(value, dict) and key != "method_overrides":
+        if isinstance(value, dict) and key not in DICT_FIELDS:
             yield from _flatten(value, f"{prefix}{key}.")
         else:
             yield f"{prefix}{key}", value
@@ -151,8 +155,17 @@ def _assign(cfg: RunConfig, key: str, value: Any, source: str) -> None:
         close = difflib.get_close_matches(name, list(known), n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ConfigError(f"{source}: unknown key {key!r}.{hint} Keys here: {', '.join(known)}")
-    if key == "method_overrides":
-        setattr(target, name, dict(value or {}))
+    if name in DICT_FIELDS:
+        if value is not None and not isinstance(value, dict):
+            raise ConfigError(f"{source}: {key} expects a mapping, got {value!r}")
+        setattr(target, name, {str(k): (v if isinstance(v, dict) else str(v)) for k, v in (value or {}).items()})
         return
     hints = typing.get_type_hints(type(target))
     setattr(target, name, coerce(value, hints[name], f"{source}: {key}"))
+
+
+def pair_dataset(cfg: RunConfig, dataset_given: bool) -> RunConfig:
+    """Apply the profile's shift -> dataset pairing (``data.dataset_for_shift``) unless a dataset was named."""
+    if not dataset_given and cfg.data.shift in cfg.data.dataset_for_shift:
+        cfg.data.dataset = cfg.data.dataset_for_shift[cfg.data.shift]
+    return cfg

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 import methods
+from bench import distributed
 from bench.backbone import build_model, load_tokenizer, load_trained
 from bench.config import RunConfig
 from bench.metrics import grouped_metrics, popularity_groups, ranking_metrics, recommendation_counts
@@ -48,7 +49,8 @@ class Cell:
 
     def __init__(self, cfg: RunConfig, log: Callable[[str], None]):
         self.cfg, self.log = cfg, log
-        self.device = pick_device(cfg.device)
+        self.device = distributed.local_device(pick_device(cfg.device))
+        distributed.ensure_process_group(self.device)
         self.cache_dir = Path(cfg.cache_dir)
         data = cfg.data
         start = time.perf_counter()
@@ -99,7 +101,7 @@ class Cell:
                 for h in samples.histories]
 
     def base_model(self):
-        return build_model(self.cfg.backbone, self.tokenizer, self.cfg.seed, self.device)
+        return build_model(self.cfg.backbone, self.tokenizer, self.cfg.seed, self.device, self.cache_dir)
 
     def ensure_sft(self) -> dict:
         if self.sft_stats is None:
@@ -134,11 +136,21 @@ class Cell:
                                                      self.cfg.ranking.batch_size),
             predict_top1=self.predict_top1, output_dir=method_output, log=self.log)
 
+    def rank_sharded(self, recommender, prompts, histories):
+        """Each process ranks rows rank::world of the test samples; the rows are gathered on every process."""
+        w, r = distributed.world_size(), distributed.rank()
+        topk, valid = recommender.rank(prompts[r::w], histories[r::w], self.cfg.ranking.k)
+        if w == 1:
+            return topk, valid
+        rows = distributed.gather_rows(list(zip(topk.tolist(), valid.tolist())), len(prompts))
+        return (np.array([t for t, _ in rows], dtype=np.int64).reshape(len(prompts), -1),
+                np.array([v for _, v in rows], dtype=bool))
+
     def evaluate(self, recommender) -> dict:
         out = {}
         for part, samples in self.eval_parts.items():
             start = time.perf_counter()
-            topk, valid = recommender.rank(self.eval_prompts[part], samples.histories, self.cfg.ranking.k)
+            topk, valid = self.rank_sharded(recommender, self.eval_prompts[part], samples.histories)
             targets = np.array([self.position[int(t)] for t in samples.targets])
             metrics = ranking_metrics(topk, targets)
             metrics["valid_ratio"] = float(np.mean(valid)) if len(valid) else float("nan")
@@ -186,7 +198,9 @@ def run(cfg: RunConfig, method_names: list[str], log: Callable[[str], None] = pr
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         path = record_path(cfg.results_dir, cfg.data.dataset, cfg.data.shift, name, key)
-        write_record(path, record)
+        if distributed.is_main():
+            write_record(path, record)
+        distributed.barrier()
         headline = results[next(iter(results))]["metrics"]
         log(f"{name}: HR@10 {headline['HR@10']:.4f} NDCG@10 {headline['NDCG@10']:.4f} -> {path}")
         records.append(record)

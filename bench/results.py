@@ -59,7 +59,8 @@ def environment(device) -> dict:
         except metadata.PackageNotFoundError:
             versions[name] = None
     return {"versions": versions, "python": platform.python_version(), "machine": platform.machine(),
-            "cpu_count": os.cpu_count(), "device": device_name(device), "git_commit": git_commit()}
+            "cpu_count": os.cpu_count(), "device": device_name(device), "git_commit": git_commit(),
+            "world_size": int(os.environ.get("WORLD_SIZE", "1"))}
 
 
 def device_name(device) -> str:

@@ -61,3 +61,20 @@ def test_lora_adapters_train_only_the_adapter_and_reload(tmp_path):
     assert (tmp_path / "adapter" / "adapter_config.json").exists()
     reloaded = load_trained(tmp_path / "adapter", cfg, "cpu")
     assert any("lora_" in n for n, _ in reloaded.named_parameters())
+
+
+def test_a_tiny_lora_model_saves_its_base_and_reloads_identically(tmp_path):
+    cfg = tiny(lora=True, gradient_checkpointing=True)
+    tok = load_tokenizer(cfg, TEXTS, tmp_path)
+    model = build_model(cfg, tok, 0, "cpu", cache_dir=tmp_path)
+    assert len(list((tmp_path / "base").iterdir())) == 1     # the random base weights, reloadable by path
+    with torch.no_grad():                                     # make the adapter non-trivial
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.add_(0.1)
+    save_atomically(model, tmp_path / "sft")
+    again = load_trained(tmp_path / "sft", cfg, "cpu")
+    ids = torch.tensor([encode_prompt(tok, "Toy Story (1995)")])
+    model.eval(), again.eval()
+    assert torch.allclose(model(input_ids=ids).logits, again(input_ids=ids).logits, atol=1e-6)
+    assert any(p.requires_grad for n, p in again.named_parameters() if "lora_" in n)

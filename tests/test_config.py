@@ -34,3 +34,18 @@ def test_method_hyperparameters_are_checked():
     with pytest.raises(ConfigError, match="beta"):
         methods.resolve("dpo", {"beta": "high"})
     assert methods.resolve("dpo+causal").config.beta == methods.resolve("dpo").config.beta
+
+
+def test_the_paper_profile_pairs_each_shift_with_its_dataset():
+    from bench.config import pair_dataset
+
+    cfg = load_profile("paper")
+    assert cfg.backbone.lora and cfg.backbone.dtype == "bfloat16" and cfg.backbone.gradient_checkpointing
+    assert cfg.ranking.protocol == "grounding" and cfg.sft.epochs == 3
+    pairs = {s: pair_dataset(apply_overrides(load_profile("paper"), [f"data.shift={s}"], []), False).data.dataset
+             for s in ("temporal", "popularity", "mixed", "exposure")}
+    assert pairs == {"temporal": "ml-10m", "popularity": "yelp2018", "mixed": "yelp2018", "exposure": "book-crossing"}
+    named = apply_overrides(load_profile("paper"), ["data.shift=exposure", "data.dataset=ml-100k"], [])
+    assert pair_dataset(named, True).data.dataset == "ml-100k"    # an explicit dataset wins
+    with pytest.raises(ConfigError, match="dataset_for_shift"):
+        apply_overrides(load_profile("tiny"), ["data.dataset_for_shift=ml-10m"], [])
