@@ -17,6 +17,10 @@ Reference-free losses (`simpo`, `cpo`) ignore `reference` (the trainer passes ze
   gamma = gamma_beta_ratio * beta, averaged over the K negatives like DPO; no reference.
 - `cpo` (Xu et al., 2024, arXiv 2401.08417): -log sigmoid(beta * [pi_w - pi_l]) (averaged over K) + alpha * NLL(y_w),
   NLL = token-mean negative log-likelihood of the chosen response; no reference.
+- `rosepo` (Liao et al., 2024, arXiv 2410.12519): DPO with a per-pair label-smoothing factor eps (conservative-DPO
+  form), -[(1 - eps) log sigmoid(beta h) + eps log sigmoid(-beta h)], h = (pi_w - ref_w) - (pi_l - ref_l), averaged
+  over the K pairs. eps (B, K) comes with the pair set (`LogProbs.smoothing`, filled by the trainer from
+  `PreferencePairs.smoothing`); without it the constant `config.epsilon` (cDPO; 0 for a float beta: plain DPO).
 
 Reductions: `mean_reduce` (sum_i w_i l_i) and `dro_reduce` (Dr.DPO, Wu et al., 2024, arXiv 2407.07880):
 -beta' * log sum_i w_i exp(-l_i / beta'), i.e. -beta' * log mean_i exp(-l_i / beta') for uniform weights.
@@ -39,13 +43,15 @@ class LogProbs:
     rejected: torch.Tensor
     chosen_len: torch.Tensor | None = None
     rejected_len: torch.Tensor | None = None
+    smoothing: torch.Tensor | None = None      # optional per-pair label smoothing eps (B, K) of the pair set (RosePO)
 
     def averaged(self) -> "LogProbs":
         """Length-averaged log-probs (log pi / |y|); needs the token counts."""
         if self.chosen_len is None or self.rejected_len is None:
             raise ValueError("length-averaged log-probs need chosen_len and rejected_len")
         return LogProbs(self.chosen / self.chosen_len.to(self.chosen.dtype),
-                        self.rejected / self.rejected_len.to(self.rejected.dtype), self.chosen_len, self.rejected_len)
+                        self.rejected / self.rejected_len.to(self.rejected.dtype), self.chosen_len, self.rejected_len,
+                        self.smoothing)
 
 
 def _beta(config) -> float:
@@ -86,6 +92,16 @@ def cpo_loss(policy: LogProbs, reference: LogProbs, config) -> torch.Tensor:
     return prefer + float(config.alpha) * nll
 
 
+def rosepo_loss(policy: LogProbs, reference: LogProbs, config) -> torch.Tensor:
+    chosen, rejected = implicit_rewards(policy, reference, _beta(config))
+    margin = chosen.unsqueeze(1) - rejected                                  # beta * h, (B, K)
+    eps = policy.smoothing if policy.smoothing is not None else reference.smoothing
+    if eps is None:
+        eps = torch.full_like(margin, 0.0 if isinstance(config, (int, float)) else float(config.epsilon))
+    eps = eps.to(margin.dtype)
+    return -((1 - eps) * F.logsigmoid(margin) + eps * F.logsigmoid(-margin)).mean(dim=1)
+
+
 def mean_reduce(per_sample: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
     """sum_i w_i l_i; the batch mean when `weights` is None."""
     if weights is None:
@@ -116,3 +132,4 @@ LOSSES.add("sdpo", sdpo_loss)
 LOSSES.add("dmpo", dmpo_loss)
 LOSSES.add("simpo", simpo_loss)
 LOSSES.add("cpo", cpo_loss)
+LOSSES.add("rosepo", rosepo_loss)

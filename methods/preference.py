@@ -1,15 +1,17 @@
 """Pairwise preference methods on the shared trainer: a loss from `losses` plus optional regularizers.
 
 `PreferenceMethod.fit` is the whole recipe, top to bottom: draw the preference prompts (a seeded subset of the
-training samples, capped by `preference.max_pairs`), pair each target with K seeded random negatives, fetch the
-reference log-probs of the cell's SFT model from the cache (computed once, shared by every method with the same
-pair set; skipped for reference-free losses, `needs_reference = False`, which get zeros), train a fresh copy of
-the SFT model, and hand the result to the run's ranking protocol.
+training samples, capped by `preference.max_pairs`), pair each target with K negatives (seeded random unless the
+method overrides `negatives`), fetch the reference log-probs of the cell's SFT model from the cache (computed once,
+shared by every method with the same pair set; skipped for reference-free losses, `needs_reference = False`, which
+get zeros), train a fresh copy of the SFT model, and hand the result to the run's ranking protocol.
 
 A method declares `loss` (a name in `methods.losses.LOSSES`, called as ``loss(policy, reference, self.config)``),
-and may override `reduce(per_sample, weights=None)` (the batch reduction; weights sum to 1, None = uniform; the
-causal regularizer's backdoor adjustment calls it once per environment), `chosen_reward` (the MMD target of the
-`+causal` variant) and `method_stats` (figures copied into the run record).
+and may override `negatives(ctx, rows)` (the (n, K) rejected item ids; seeded random by default),
+`smoothing(ctx, rows, negatives)` (an optional per-pair label-smoothing array (n, K) carried with the pairs to
+the loss as `LogProbs.smoothing`; None by default), `reduce(per_sample, weights=None)` (the batch reduction;
+weights sum to 1, None = uniform; the causal regularizer's backdoor adjustment calls it once per environment),
+`chosen_reward` (the MMD target of the `+causal` variant) and `method_stats` (figures copied into the run record).
 
 Seconds per epoch: the policy's training time plus the reference forward pass over the pair set (measured when
 the reference log-probs are computed and kept with the cache entry), i.e. what a trainer that scores the reference
@@ -34,10 +36,12 @@ from methods.negatives import random_negatives
 from methods.trainer import PreferencePairs, ReferenceLogps, implicit_chosen_reward, train_preference
 
 
-def preference_pairs(ctx: MethodContext, rejected_items: np.ndarray, rows: np.ndarray) -> PreferencePairs:
+def preference_pairs(ctx: MethodContext, rejected_items: np.ndarray, rows: np.ndarray,
+                     smoothing: np.ndarray | None = None) -> PreferencePairs:
     return PreferencePairs(prompts=[ctx.train.prompts[i] for i in rows],
                            chosen=[ctx.completions[int(ctx.train.targets[i])] for i in rows],
-                           rejected=[[ctx.completions[int(j)] for j in neg] for neg in rejected_items])
+                           rejected=[[ctx.completions[int(j)] for j in neg] for neg in rejected_items],
+                           smoothing=smoothing)
 
 
 def length_averaged_chosen_reward(policy: LogProbs, reference: LogProbs, beta: float) -> torch.Tensor:
@@ -73,12 +77,20 @@ class PreferenceMethod(Method):
         """Figures that are part of the method's definition, copied into the run record."""
         return {}
 
+    def negatives(self, ctx: MethodContext, rows: np.ndarray) -> np.ndarray:
+        """(len(rows), K) rejected item ids: seeded random catalogue items outside the history and the target."""
+        return random_negatives(ctx.train.targets[rows], [ctx.train.histories[i] for i in rows], ctx.items,
+                                ctx.preference.negatives, ctx.seed)
+
+    def smoothing(self, ctx: MethodContext, rows: np.ndarray, negatives: np.ndarray) -> np.ndarray | None:
+        """Optional per-pair label smoothing (len(rows), K) passed to the loss as `LogProbs.smoothing`."""
+        return None
+
     def fit(self, ctx: MethodContext):
         cfg = ctx.preference
         rows = sample_rows(len(ctx.train.targets), cfg.max_pairs, ctx.seed)
-        negatives = random_negatives(ctx.train.targets[rows], [ctx.train.histories[i] for i in rows], ctx.items,
-                                     cfg.negatives, ctx.seed)
-        pairs = preference_pairs(ctx, negatives, rows)
+        negatives = self.negatives(ctx, rows)
+        pairs = preference_pairs(ctx, negatives, rows, self.smoothing(ctx, rows, negatives))
         if self.needs_reference:
             ref = ctx.reference_logps(ctx.load_sft_model, ctx.sft_tag, pairs)
         else:

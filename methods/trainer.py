@@ -8,6 +8,10 @@ forward. A batch of B prompts becomes (1+K)·B rows: all chosen responses first,
 prompt, and so on. Training runs through `transformers.Trainer` (progress bar, gradient accumulation, mixed
 precision, `accelerate` data parallelism), with `compute_loss` overridden: the same pattern as the S-DPO and
 CausalDPO reference trainers, without their label-masking and broadcasting bugs.
+
+A pair set may carry a per-pair label-smoothing factor (`PreferencePairs.smoothing`, (n, K): RosePO's eps). It
+travels through the dataset and the collator to the loss as `LogProbs.smoothing` and is not part of the pair set's
+fingerprint: it does not change the reference log-probs, so it does not key their cache.
 """
 from __future__ import annotations
 
@@ -32,11 +36,13 @@ class PreferencePairs:
     prompts: list[list[int]]
     chosen: list[list[int]]
     rejected: list[list[list[int]]]          # K rejected completions per prompt
+    smoothing: np.ndarray | None = None      # optional per-pair label smoothing eps (n, K); not in the fingerprint
 
     def __len__(self) -> int:
         return len(self.prompts)
 
     def fingerprint(self) -> str:
+        """Hash of the token ids only (keys the reference log-prob cache; `smoothing` does not change them)."""
         h = hashlib.sha256()
         for p, c, r in zip(self.prompts, self.chosen, self.rejected):
             h.update(repr((p, c, r)).encode())
@@ -151,8 +157,11 @@ class PairDataset(torch.utils.data.Dataset):
         return len(self.pairs)
 
     def __getitem__(self, i: int) -> dict:
-        return {"prompt": self.pairs.prompts[i], "chosen": self.pairs.chosen[i], "rejected": self.pairs.rejected[i],
+        item = {"prompt": self.pairs.prompts[i], "chosen": self.pairs.chosen[i], "rejected": self.pairs.rejected[i],
                 "ref_chosen": float(self.ref_chosen[i]), "ref_rejected": self.ref_rejected[i].tolist()}
+        if self.pairs.smoothing is not None:
+            item["smoothing"] = np.asarray(self.pairs.smoothing[i], dtype=np.float32).tolist()
+        return item
 
 
 class PairCollator:
@@ -163,9 +172,12 @@ class PairCollator:
         prompts, completions, k = _rows([f["prompt"] for f in features], [f["chosen"] for f in features],
                                         [f["rejected"] for f in features])
         ids, mask, positions, lengths = left_padded(prompts, completions, self.pad_id, "cpu")
-        return {"input_ids": ids, "attention_mask": mask, "position_ids": positions, "lengths": lengths,
-                "ref_chosen": torch.tensor([f["ref_chosen"] for f in features]),
-                "ref_rejected": torch.tensor([f["ref_rejected"] for f in features])}
+        batch = {"input_ids": ids, "attention_mask": mask, "position_ids": positions, "lengths": lengths,
+                 "ref_chosen": torch.tensor([f["ref_chosen"] for f in features]),
+                 "ref_rejected": torch.tensor([f["ref_rejected"] for f in features])}
+        if "smoothing" in features[0]:
+            batch["smoothing"] = torch.tensor([f["smoothing"] for f in features], dtype=torch.float32)
+        return batch
 
 
 class EpochTimer(TrainerCallback):
@@ -227,8 +239,11 @@ class PreferenceTrainer(Trainer):
             want_hidden=self.regularizer is not None)
         lengths = inputs["lengths"].view(1 + k, b).T
         table = logps.view(1 + k, b).T                                   # (B, 1+K)
-        policy = LogProbs(table[:, 0], table[:, 1:], lengths[:, 0], lengths[:, 1:])
-        reference = LogProbs(ref_chosen.to(table.dtype), ref_rejected.to(table.dtype), lengths[:, 0], lengths[:, 1:])
+        smoothing = inputs.get("smoothing")
+        smoothing = None if smoothing is None else smoothing.to(table.dtype)
+        policy = LogProbs(table[:, 0], table[:, 1:], lengths[:, 0], lengths[:, 1:], smoothing)
+        reference = LogProbs(ref_chosen.to(table.dtype), ref_rejected.to(table.dtype), lengths[:, 0], lengths[:, 1:],
+                             smoothing)
         per_sample = self.loss_fn(policy, reference)
         with torch.no_grad():
             margin = (policy.chosen - reference.chosen).unsqueeze(1) - (policy.rejected - reference.rejected)
