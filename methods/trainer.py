@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
+from bench import distributed
 from methods.losses import LogProbs
 
 
@@ -141,11 +142,12 @@ def cached_reference_logps(cache_dir: Path, tag: str, model_loader: Callable, pa
     start = time.perf_counter()
     chosen, rejected = reference_logps(model, pairs, pad_id, device)
     seconds = time.perf_counter() - start
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
-    with os.fdopen(fd, "wb") as fh:
-        np.savez(fh, chosen=chosen, rejected=rejected, seconds=np.float64(seconds))
-    os.replace(tmp, path)
+    if distributed.is_main():  # under a launcher every process computes them; one writes
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, chosen=chosen, rejected=rejected, seconds=np.float64(seconds))
+        os.replace(tmp, path)
     return ReferenceLogps(chosen, rejected, seconds)
 
 
@@ -199,6 +201,17 @@ class EpochTimer(TrainerCallback):
         if epochs < 1:  # a partial epoch: scale to a whole one
             return self.durations[0] / epochs
         return statistics.median(self.durations)
+
+
+class SyncRegularizerGradients(TrainerCallback):
+    """Data parallelism: DDP averages the model's gradients; the regularizer's projection lives outside the wrapped
+    model, so its gradients are averaged here before each optimizer step."""
+
+    def __init__(self, regularizer):
+        self.regularizer = regularizer
+
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        distributed.mean_gradients(self.regularizer.parameters())
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -277,7 +290,7 @@ def training_arguments(output_dir: str, epochs: float, batch_size: int, grad_acc
                        weight_decay: float = 0.0) -> dict:
     """TrainingArguments shared by SFT and preference training (CPU-safe values set explicitly)."""
     on_cuda = torch.device(device).type == "cuda"
-    return dict(output_dir=output_dir, num_train_epochs=epochs, per_device_train_batch_size=batch_size,
+    return dict(output_dir=output_dir, num_train_epochs=epochs, per_device_train_batch_size=distributed.per_device(batch_size),
                 gradient_accumulation_steps=grad_accum, learning_rate=learning_rate, lr_scheduler_type="cosine",
                 warmup_steps=warmup, weight_decay=weight_decay, max_grad_norm=max_grad_norm, seed=seed,
                 data_seed=seed, report_to="none", save_strategy="no", logging_steps=50,
@@ -300,7 +313,9 @@ def train_preference(model, pairs: PreferencePairs, ref: tuple[np.ndarray, np.nd
             cfg.max_grad_norm, dtype))
         timer = EpochTimer()
         trainer = PreferenceTrainer(model=model, args=args, train_dataset=PairDataset(pairs, *ref),
-                                    data_collator=PairCollator(pad_id), callbacks=[timer], loss_fn=loss_fn,
+                                    data_collator=PairCollator(pad_id), loss_fn=loss_fn,
+                                    callbacks=[timer] + ([SyncRegularizerGradients(regularizer)]
+                                                         if regularizer is not None else []),
                                     reduce=reduce, beta=beta, regularizer=regularizer,
                                     chosen_reward=chosen_reward)
         trainer.train()
