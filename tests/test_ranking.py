@@ -71,7 +71,7 @@ def test_trie():
 
 
 def test_registry():
-    assert {"likelihood", "beam"} <= set(PROTOCOLS.names())
+    assert {"likelihood", "beam", "grounding"} <= set(PROTOCOLS.names())
     with pytest.raises(UnknownNameError):
         rank("likelihod", None, [], random_catalogue(5))
 

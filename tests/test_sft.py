@@ -76,3 +76,21 @@ def test_cached_sft_trains_once(tmp_path):
     assert built == [1] and first == second
     assert json.loads((tmp_path / "cell" / "sft_stats.json").read_text())["samples"] == 8
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]     # no temporary folder left behind
+
+
+def test_sample_weights_reach_the_loss():
+    """Weights of 0 give a zero loss (no update); weights of 1 on equal-length completions train the same model
+    as no weights (the per-sample mean equals the token mean)."""
+    tok, model, prompts, completions = setup(n=8)
+    before = [p.detach().clone() for p in model.parameters()]
+    model, _ = run_sft(model, tok, prompts, completions, epochs=1, learning_rate=1e-2, batch_size=4, seed=0,
+                       device="cpu", weights=[0.0] * 8)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+    equal = [c[:2] + [tok.eos_token_id] for c in completions]
+    plain, _ = run_sft(setup()[1], tok, prompts, equal, epochs=2, learning_rate=1e-2, batch_size=4, seed=0,
+                       device="cpu")
+    ones, _ = run_sft(setup()[1], tok, prompts, equal, epochs=2, learning_rate=1e-2, batch_size=4, seed=0,
+                      device="cpu", weights=[1.0] * 8)
+    for a, b in zip(plain.parameters(), ones.parameters()):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
