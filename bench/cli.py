@@ -31,13 +31,15 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--dataset", help="dataset name (default: the profile's)")
     r.add_argument("--profile", default="tiny", help="tiny (default), smoke, or another bench/profiles/*.yaml")
     r.add_argument("--seed", type=int, help="training seed (the split seed is data.split_seed)")
-    r.add_argument("--ranking", help="ranking protocol: likelihood or beam (default: the profile's)")
+    r.add_argument("--ranking", help="ranking protocol: likelihood, beam or grounding (default: the profile's)")
     r.add_argument("--negatives", type=int, help="rejected responses per prompt for preference methods")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a profile value (data.shift=iid, sft.epochs=2, causaldpo.mmd_weight=0.5)")
     sub.add_parser("ls", help="list datasets, shifts, methods, ranking protocols and profiles")
     from bench import data_cli
     data_cli.add_parser(sub)
+    from bench.leaderboard import command as leaderboard_command
+    leaderboard_command.add_parsers(sub)
     return p
 
 
@@ -55,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "data":
             from bench import data_cli
             return data_cli.main(args)
+        if args.command in ("leaderboard", "compare"):
+            from bench.leaderboard import command as leaderboard_command
+            return getattr(leaderboard_command, args.command)(args, log)
         return run_command(args)
     except (UnknownNameError, ConfigError, BackboneError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

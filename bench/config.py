@@ -137,7 +137,7 @@ def apply_overrides(cfg: RunConfig, assignments: list[str], method_names: list[s
         key, raw = text.split("=", 1)
         value = yaml.safe_load(raw) if raw != "" else None
         head = key.split(".", 1)[0]
-        if head in method_names and "." in key:
+        if head in method_names and "." in key and head not in SECTIONS:  # `sft.epochs` is the SFT stage's
             cfg.method_overrides.setdefault(head, {})[key.split(".", 1)[1]] = value
             continue
         _assign(cfg, key, value, source=f"--set {text}")

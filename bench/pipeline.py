@@ -133,7 +133,7 @@ class Cell:
             items=self.items, completions=self.completions, train_counts=self.train_counts,
             preference=self.cfg.preference, seed=self.cfg.seed, device=self.device, tokenizer=self.tokenizer,
             load_sft_model=self.sft_model, load_base_model=self.base_model, sft_tag=self.sft_tag,
-            sft_step=self.sft_step,
+            sft_step=self.sft_step, sft_config=self.cfg.sft,
             reference_logps=lambda loader, tag, pairs: cached_reference_logps(
                 self.cache_dir, tag, loader, pairs, self.tokenizer.pad_token_id, self.device, self.log),
             recommender=lambda model: LLMRecommender(model, self.catalogue, self.cfg.ranking.protocol,
@@ -195,7 +195,7 @@ def run(cfg: RunConfig, method_names: list[str], log: Callable[[str], None] = pr
             "config": cfg.to_dict(), "dataset": cfg.data.dataset, "shift": cfg.data.shift,
             "seed": cfg.seed, "split_seed": cfg.data.split_seed, "split_fingerprint": cell.split.fingerprint,
             "split_info": json.loads(json.dumps(cell.split.info, default=str)),
-            "protocol": cfg.ranking.protocol, "sft_tag": cell.sft_tag if method.uses_sft else None,
+            "protocol": ctx.stats.get("protocol", cfg.ranking.protocol), "sft_tag": cell.sft_tag if method.uses_sft else None,
             "sft": cell.sft_stats if method.uses_sft else None, "fit_seconds": fit_seconds,
             "seconds_per_epoch": ctx.stats.get("seconds_per_epoch"), "method_stats": ctx.stats,
             "results": results, "environment": env, "memory": peak_memory_mb(cell.device),

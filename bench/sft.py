@@ -28,6 +28,7 @@ import torch
 from trl import SFTConfig as TRLSFTConfig
 from trl import SFTTrainer
 
+from bench import distributed
 from bench.backbone import save_atomically
 from methods.trainer import EpochTimer, completion_logps, left_padded, training_arguments
 
@@ -123,7 +124,9 @@ def cached_sft(path: Path, build_model, tokenizer, prompts, completions, cfg, se
             tokenizer.save_pretrained(target)
             (Path(target) / "sft_stats.json").write_text(json.dumps(stats))
 
-    save_atomically(_Saver(), path)
+    if distributed.is_main():  # under a launcher every process trained the same model (DDP); one saves it
+        save_atomically(_Saver(), path)
+    distributed.barrier()
     del model
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

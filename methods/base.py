@@ -59,6 +59,7 @@ class MethodContext:
     recommender: Callable[[Any], Recommender]  # wraps a trained LM with the run's ranking protocol
     predict_top1: Callable[[Any, list[list[int]]], np.ndarray]  # constrained greedy item per prompt
     output_dir: Any
+    sft_config: Any = None                  # bench.config.SFTConfig of the run (epochs, learning rate, batch size)
     log: Callable[[str], None] = print
     stats: dict = field(default_factory=dict)  # a method's own figures, copied into its record
 
