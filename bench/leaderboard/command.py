@@ -1,0 +1,100 @@
+"""`python -m bench leaderboard` (run the missing cells of the paper's tables, then render them) and
+`python -m bench compare` (print the regenerated tables next to the published ones).
+
+    python -m bench leaderboard --profile tiny [--tables 1,3,fig2] [--seeds 0,1,2] [--shard 0/4]
+                                [--results DIR] [--cache DIR] [--out DIR] [--dry-run | --render-only]
+    python -m bench compare --profile tiny [--tables 1,5] [--seeds 0,1,2] [--results DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import signal
+from pathlib import Path
+
+DEFAULT_RESULTS = "runs/results"
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", default="tiny", help="tiny (default), smoke, paper, or another bench/profiles/*.yaml")
+    p.add_argument("--tables", help="comma-separated: 1..9, fig1, fig2, fig3 (default: tables 1-9, fig1, fig2)")
+    p.add_argument("--seeds", default="0", help="training seeds, comma-separated (default 0)")
+    p.add_argument("--results", default=DEFAULT_RESULTS, help=f"records folder (default {DEFAULT_RESULTS})")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a profile value in every cell (device=cuda, sft.epochs=2, dpo.beta=0.2)")
+
+
+def add_parsers(sub) -> None:
+    lb = sub.add_parser("leaderboard", help="run the missing cells of the paper's tables, then render them")
+    _common(lb)
+    lb.add_argument("--shard", help="i/n: run only groups i, i+n, ... of the sorted cell groups (0 <= i < n)")
+    lb.add_argument("--cache", help="SFT/tokenizer cache folder (default: the profile's cache_dir)")
+    lb.add_argument("--out", help="where the tables go (default leaderboards/<profile>)")
+    lb.add_argument("--dry-run", action="store_true", help="list what would run; run and render nothing")
+    lb.add_argument("--render-only", action="store_true", help="render the tables from existing records only")
+    lb.add_argument("--stale-lock-hours", type=float, default=24.0, help="break group locks older than this")
+    cmp = sub.add_parser("compare", help="print the regenerated tables next to the published ones")
+    _common(cmp)
+
+
+def _setup(args):
+    from bench.leaderboard.grids import table_names
+    from bench.leaderboard.records import profile_config
+
+    names = table_names(args.tables)
+    seeds = [int(s) for s in str(args.seeds).split(",") if s.strip()]
+    if not seeds:
+        raise ValueError("--seeds is empty")
+    profile_config(args.profile)  # an unknown profile fails here, with "did you mean"
+    return names, seeds
+
+
+def leaderboard(args, log) -> int:
+    from bench.leaderboard.grids import expand
+    from bench.leaderboard.publish import publish
+    from bench.leaderboard.records import profile_config
+    from bench.leaderboard.runner import GridRunner, group_cells, parse_shard, shard
+
+    names, seeds = _setup(args)
+    cfg = profile_config(args.profile)
+    i, n = parse_shard(args.shard)
+    status = 0
+    if not args.render_only:
+        cells = expand(names, args.profile, seeds, cfg.data.dataset, cfg.backbone.name)
+        groups = group_cells(cells)
+        mine = shard(groups, i, n)
+        log(f"leaderboard {args.profile}: {', '.join(names)}; seeds {seeds}; {len(cells)} cells in {len(groups)} "
+            f"groups; shard {i}/{n}: {len(mine)} groups; records in {args.results}")
+        runner = GridRunner(args.profile, args.results, args.cache, args.set, log,
+                            stale_after=args.stale_lock_hours * 3600)
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)  # so a killed runner still releases its lock
+        summary = runner.run(mine, dry_run=args.dry_run)
+        for line in summary.lines():
+            log(line)
+        status = 1 if summary.failed else 0
+        if args.dry_run:
+            return status
+    out = Path(args.out) if args.out else Path("leaderboards") / args.profile
+    publish(names, args.profile, args.results, out, seeds, args.set, log)
+    log(f"tables written to {out}")
+    return status
+
+
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def compare(args, log) -> int:
+    from bench.leaderboard import datasets_table
+    from bench.leaderboard.compare import compare_datasets, compare_table
+    from bench.leaderboard.publish import build_tables
+    from bench.leaderboard.records import RecordIndex, profile_config
+
+    names, seeds = _setup(args)
+    index = RecordIndex.load(args.results)
+    log(f"compare {args.profile}: {len(index)} records in {args.results}")
+    if "table2" in names:
+        print(compare_datasets(datasets_table.dataset_rows(args.profile, profile_config(args.profile).data.dataset)))
+    for table in build_tables(names, args.profile, index, seeds, args.set):
+        if table.spec.paper_csv:
+            print(compare_table(table))
+    return 0

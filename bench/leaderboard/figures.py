@@ -1,0 +1,103 @@
+"""Figures 1-3 as PNG from run records (matplotlib, if installed; otherwise each figure is skipped with a message).
+
+* fig1: top-10 recommendations per popularity group (G1 head .. G5 tail) for SFT, DPO and CausalDPO, from
+  ``results[part]["recommendation_counts"]`` (the paper's Figure 1, left);
+* fig2: NDCG@10 per popularity group, from ``results[part]["groups"]``, one panel per shift (the paper's Figure 2,
+  left; its per-time-period panel needs time groups the records do not carry yet);
+* fig3: CausalDPO's NDCG@10 against the number of negatives and against beta (the paper's Figure 3).
+Every figure averages over the seeds found; a method or setting without records is left out of the plot.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from bench.leaderboard.tables import Table, part_of
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _records(table: Table, label: str, column: int) -> list[dict]:
+    return list(table.by_cell.get((label, column), {}).values())
+
+
+def _by_group(mapping: dict) -> list:
+    """Values of a {"G1": .., "G2": ..} mapping in group order."""
+    return [mapping[k] for k in sorted(mapping, key=lambda name: int(name[1:]))]
+
+
+def _group_series(records: list[dict], pick) -> np.ndarray | None:
+    series = [pick(r["results"][part_of(r)]) for r in records]
+    series = [s for s in series if s is not None]
+    return np.nanmean(np.array(series, dtype=float), axis=0) if series else None
+
+
+def figure(table: Table, out_dir: Path) -> str:
+    """Write `<name>.png`; returns a one-line message saying what was written or why not."""
+    plt = _pyplot()
+    if plt is None:
+        return f"{table.spec.name}: skipped (matplotlib is not installed)"
+    if not table.records:
+        return f"{table.spec.name}: skipped (no records)"
+    if table.spec.name == "fig3":
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), squeeze=False)
+        for ax, prefix in zip(axes[0], ("negatives", "beta")):
+            _sweep(table, prefix, ax)
+    else:
+        cols = len(table.datasets)
+        fig, axes = plt.subplots(1, cols, figsize=(4.5 * cols, 3.4), squeeze=False)
+        for c in range(cols):
+            _groups_panel(table, c, axes[0][c])
+    fig.suptitle(table.spec.title, fontsize=9)
+    fig.tight_layout()
+    path = out_dir / f"{table.spec.name}.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return f"{table.spec.name}: wrote {path}"
+
+
+def _groups_panel(table: Table, c: int, ax) -> None:
+    ax.set_title(table.column_label(c), fontsize=8)
+    for row in table.rows:
+        recs = _records(table, row.label, c)
+        if table.spec.name == "fig1":
+            ys = _group_series(recs, lambda res: _by_group(res["recommendation_counts"]))
+        else:
+            ys = _group_series(recs, lambda res: [100 * g["NDCG@10"] if g["NDCG@10"] is not None else np.nan
+                                                  for g in _by_group(res["groups"])])
+        if ys is None:
+            continue
+        if table.spec.name == "fig1":  # grouped bars, as the paper's Figure 1 (left)
+            width = 0.8 / len(table.rows)
+            offset = (table.rows.index(row) - (len(table.rows) - 1) / 2) * width
+            ax.bar(np.arange(len(ys)) + offset, ys, width, label=row.label)
+            ax.set_xticks(np.arange(len(ys)), [f"G{i + 1}" for i in range(len(ys))])
+        else:
+            ax.plot([f"G{i + 1}" for i in range(len(ys))], ys, marker="o", label=row.label)
+    ax.set_ylabel("top-10 recommendations" if table.spec.name == "fig1" else "NDCG@10 (%)")
+    ax.legend(fontsize=7)
+
+
+def _sweep(table: Table, prefix: str, ax) -> None:
+    xs, ys = [], []
+    for row in table.rows:
+        value = table.value(row.label, 0, "NDCG@10").mean
+        if row.label.startswith(prefix) and value is not None:
+            xs.append(float(row.label.split("=")[1]))
+            ys.append(value)
+    ax.plot(xs, ys, marker="o")
+    ax.set_xscale("log", base=2)
+    if xs:
+        ax.set_xticks(xs, [f"{x:g}" for x in xs])
+    ax.set_title(f"{table.column_label(0)}: {prefix}", fontsize=8)
+    ax.set_xlabel(prefix)
+    ax.set_ylabel("NDCG@10 (%)")

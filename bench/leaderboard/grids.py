@@ -1,0 +1,163 @@
+"""The paper's tables and figures as grids of runs: for each table, its column groups (a dataset and a shift), its
+rows (a paper label, a method, a backbone role, extra overrides), and how a profile maps them onto cells.
+
+A cell is one record: (dataset, shift, method, seed, overrides). On the `paper` profile every column uses the
+paper's dataset (Appendix B.1: Yelp2018 popularity/mixed, ML-10M temporal, Book-Crossing exposure); on every other
+profile (`tiny`, `smoke`, ...) every column uses the profile's own dataset (the embedded ml-100k). Backbone roles
+(`llama`, `qwen2`, `qwen3`, Table 9) map to a `backbone.name` per profile; a role equal to the profile's backbone
+adds no override, so the same run is never listed twice.
+
+Rows marked `extra` are not in the published table: they are the references the significance test and the
+figures need (DPO, SFT) and are rendered below the paper's rows.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+METRICS4 = ("HR@10", "NDCG@10", "HR@20", "NDCG@20")
+
+PAPER_DATASETS = {"Yelp2018": "yelp2018", "ML-10M": "ml-10m", "Book-Crossing": "book-crossing"}
+BACKBONES = {
+    "paper": {"llama": "meta-llama/Llama-3.1-8B", "qwen2": "Qwen/Qwen2.5-7B-Instruct", "qwen3": "Qwen/Qwen3-8B"},
+    "default": {"llama": "tiny-llama", "qwen2": "tiny-qwen2", "qwen3": "tiny-qwen3"},
+}
+# methods that do not exist yet: Table 8's "w/o SFT" (CausalDPO aligned from the base backbone, no SFT stage)
+PLANNED_METHODS = {"causaldpo-nosft": "CausalDPO started from the base backbone (Table 8, w/o SFT)"}
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column group of a table: the paper's dataset label and the shift it was built with."""
+    paper_dataset: str
+    shift: str
+
+
+@dataclass(frozen=True)
+class Row:
+    label: str                       # the paper's row label (or ours, for extra rows)
+    method: str                      # a registered method name (`python -m bench ls`)
+    backbone: str | None = None      # a backbone role (BACKBONES); None = the profile's backbone
+    overrides: tuple[str, ...] = ()  # extra `--set` assignments (Figure 3's sweeps)
+    extra: bool = False              # not in the published table
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str                        # "table1", "fig2", ...
+    title: str
+    columns: tuple[Column, ...]
+    rows: tuple[Row, ...]
+    metrics: tuple[str, ...] = METRICS4
+    kind: str = "metrics"            # metrics | seconds | stats | figure
+    paper_csv: str | None = None     # file in leaderboards/paper/
+
+
+@dataclass(frozen=True, order=True)
+class Cell:
+    """One run record: a method on (dataset, shift) with a training seed and `--set` overrides."""
+    dataset: str
+    shift: str
+    method: str
+    seed: int
+    overrides: tuple[str, ...] = field(default=())
+
+    @property
+    def group(self) -> tuple:
+        """Cells of one group share everything but the method: one `pipeline.run` call, one SFT model."""
+        return (self.dataset, self.shift, self.seed, self.overrides)
+
+
+def _rows(pairs, extra=False, backbone=None) -> tuple[Row, ...]:
+    return tuple(Row(label, method, backbone=backbone, extra=extra) for label, method in pairs)
+
+
+BASELINES = (("SASRec", "sasrec"), ("BIGRec", "bigrec"), ("RW", "rw"), ("D3", "d3"), ("DMPO", "dmpo"),
+             ("SDPO", "sdpo"), ("RosePO", "rosepo"), ("SPRec", "sprec"), ("Ours", "causaldpo"))
+REFERENCES = (("DPO", "dpo"), ("SFT", "sft"))
+OOD = (Column("Yelp2018", "popularity"), Column("ML-10M", "temporal"), Column("Book-Crossing", "exposure"))
+VARIANTS = (Column("ML-10M", "temporal"), Column("Book-Crossing", "exposure"))
+BOOK = (Column("Book-Crossing", "exposure"),)
+
+TABLES: dict[str, TableSpec] = {t.name: t for t in (
+    TableSpec("table1", "Table 1: OOD performance (%) under popularity, temporal and exposure shift", OOD,
+              _rows(BASELINES) + _rows(REFERENCES, extra=True), paper_csv="table1.csv"),
+    TableSpec("table2", "Table 2: dataset statistics", OOD, (), metrics=("#Sequence", "#Items", "#Interactions"),
+              kind="stats", paper_csv="table2.csv"),
+    TableSpec("table3", "Table 3: IID performance (%)",
+              (Column("ML-10M", "iid"), Column("Book-Crossing", "iid")),
+              _rows(BASELINES) + _rows(REFERENCES, extra=True), paper_csv="table3.csv"),
+    TableSpec("table4", "Table 4: mixed shift (popularity + temporal) performance (%)", (Column("Yelp2018", "mixed"),),
+              _rows(BASELINES) + _rows(REFERENCES, extra=True), paper_csv="table4.csv"),
+    TableSpec("table5", "Table 5: DPO variants with and without the causal regularizer (%)", VARIANTS,
+              _rows((("Dr.DPO", "drdpo"), ("CPO", "cpo"), ("SimPO", "simpo"), ("DPO", "dpo"),
+                     ("SimPO w/ Causal Reg.", "simpo+causal"), ("CPO w/ Causal Reg.", "cpo+causal"),
+                     ("Dr.DPO w/ Causal Reg.", "drdpo+causal"), ("CausalDPO", "causaldpo"))),
+              paper_csv="table5.csv"),
+    TableSpec("table6", "Table 6: seconds per epoch of preference training", BOOK,
+              _rows((("DPO", "dpo"), ("CPO", "cpo"), ("SimPO", "simpo"), ("CausalDPO", "causaldpo"))),
+              metrics=("seconds/epoch",), kind="seconds", paper_csv="table6.csv"),
+    TableSpec("table7", "Table 7: seconds per epoch with the causal invariance regularizer", BOOK,
+              _rows((("Dr.DPO w/ Causal", "drdpo+causal"), ("CPO w/ Causal", "cpo+causal"),
+                     ("SimPO w/ Causal", "simpo+causal"), ("CausalDPO", "causaldpo"))) +
+              _rows((("DPO", "dpo"),), extra=True),
+              metrics=("seconds/epoch",), kind="seconds", paper_csv="table7.csv"),
+    TableSpec("table8", "Table 8: ablation (%)", OOD,
+              _rows((("w/o SFT", "causaldpo-nosft"), ("w/o CausalDPO", "sft"), ("w/o Both", "base"),
+                     ("Ours", "causaldpo"))) + _rows((("DPO", "dpo"),), extra=True),
+              metrics=("HR@10", "NDCG@10"), paper_csv="table8.csv"),
+    TableSpec("table9", "Table 9: CausalDPO on other backbones (%)", OOD[:2],
+              _rows(BASELINES[:4], backbone="llama") + (
+                  Row("Ours", "causaldpo", "llama"), Row("-Qwen2.5-7B-Instruct", "causaldpo", "qwen2"),
+                  Row("-Qwen3-8b-Instruct", "causaldpo", "qwen3"), Row("DPO", "dpo", "llama", extra=True)),
+              paper_csv="table9.csv"),
+    TableSpec("fig1", "Figure 1 (left): top-10 recommendations per popularity group", OOD[:1],
+              _rows((("SFT", "sft"), ("DPO", "dpo"), ("CausalDPO", "causaldpo"))), kind="figure"),
+    TableSpec("fig2", "Figure 2: NDCG@10 per popularity group (G1 head .. G5 tail)", OOD[:2],
+              _rows((("SFT", "sft"), ("DPO", "dpo"), ("SDPO", "sdpo"), ("SPRec", "sprec"),
+                     ("CausalDPO", "causaldpo"))), kind="figure"),
+    TableSpec("fig3", "Figure 3: CausalDPO's sensitivity to the number of negatives and to beta (NDCG@10)", BOOK,
+              tuple(Row(f"negatives={k}", "causaldpo", overrides=(f"preference.negatives={k}",)) for k in (1, 2, 4, 8))
+              + tuple(Row(f"beta={b}", "causaldpo", overrides=(f"causaldpo.beta={b}",)) for b in (0.5, 1, 2, 5)),
+              metrics=("NDCG@10",), kind="figure"),
+)}
+DEFAULT_TABLES = ("table1", "table2", "table3", "table4", "table5", "table6", "table7", "table8", "table9",
+                  "fig1", "fig2")  # fig3 (a sweep of 8 extra runs per seed) only when asked
+
+
+def table_names(text: str | None) -> list[str]:
+    """`--tables 1,3,fig2` -> ["table1", "table3", "fig2"]; None -> the default set."""
+    if not text:
+        return list(DEFAULT_TABLES)
+    names = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        name = f"table{part}" if part.isdigit() else part
+        if name not in TABLES:
+            raise ValueError(f"unknown table {part!r}; tables: {', '.join(TABLES)}")
+        names.append(name)
+    return names
+
+
+def dataset_for(profile: str, column: Column, profile_dataset: str) -> str:
+    return PAPER_DATASETS[column.paper_dataset] if profile == "paper" else profile_dataset
+
+
+def backbone_overrides(profile: str, role: str | None, profile_backbone: str) -> tuple[str, ...]:
+    if role is None:
+        return ()
+    name = BACKBONES["paper" if profile == "paper" else "default"][role]
+    return () if name == profile_backbone else (f"backbone.name={name}",)
+
+
+def row_cell(spec_row: Row, column: Column, profile: str, seed: int, profile_dataset: str,
+             profile_backbone: str) -> Cell:
+    overrides = backbone_overrides(profile, spec_row.backbone, profile_backbone) + spec_row.overrides
+    return Cell(dataset_for(profile, column, profile_dataset), column.shift, spec_row.method, seed,
+                tuple(sorted(overrides)))
+
+
+def expand(names: list[str], profile: str, seeds: list[int], profile_dataset: str,
+           profile_backbone: str) -> list[Cell]:
+    """Every cell the named tables need, once each, in a stable order."""
+    cells = {row_cell(row, column, profile, seed, profile_dataset, profile_backbone)
+             for name in names for column in TABLES[name].columns for row in TABLES[name].rows for seed in seeds}
+    return sorted(cells)

@@ -1,0 +1,157 @@
+"""The grid runner: group the cells of the chosen tables, take this shard's groups, skip finished cells, lock each
+group, and run the missing methods of a group in one `bench.pipeline.run` call (one SFT model, loaded once).
+
+* Groups: cells sharing (dataset, shift, seed, overrides); their methods share the cached SFT model.
+* Shards: groups sorted by id; shard i of n (0 <= i < n) takes groups i, i+n, i+2n, ... -- disjoint and complete,
+  and stable because it is computed over all groups, finished or not.
+* Resume: a cell is finished when a record with its identity exists (`records`); `pipeline.run` writes each
+  method's record as soon as it is scored, so an interrupted group loses at most the method in progress.
+* Concurrency: a group is run under `locks.GroupLock` (results_dir/.locks/<group>.lock); a runner that finds a
+  live lock skips the group, and finished cells are re-checked after the lock is taken.
+* Methods not registered in this checkout (`grids.PLANNED_METHODS`, or ones still being written) are reported
+  and skipped, never fatal; a group that fails is logged and the runner goes on with the next.
+"""
+from __future__ import annotations
+
+import hashlib
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from bench.leaderboard.grids import PLANNED_METHODS, Cell
+from bench.leaderboard.locks import DEFAULT_STALE_AFTER, GroupLock
+from bench.leaderboard.records import RecordIndex, cell_config, cell_identity
+
+
+@dataclass
+class Group:
+    dataset: str
+    shift: str
+    seed: int
+    overrides: tuple[str, ...]
+    cells: list[Cell] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        tail = ""
+        if self.overrides:
+            tail = "-" + hashlib.sha256("\n".join(self.overrides).encode()).hexdigest()[:8]
+        return f"{self.dataset}.{self.shift}.seed{self.seed}{tail}".replace("/", "_")
+
+    def describe(self) -> str:
+        sets = f" [{', '.join(self.overrides)}]" if self.overrides else ""
+        return f"{self.dataset}/{self.shift} seed {self.seed}{sets}"
+
+
+def group_cells(cells: list[Cell]) -> list[Group]:
+    groups: dict[tuple, Group] = {}
+    for cell in sorted(set(cells)):
+        groups.setdefault(cell.group, Group(*cell.group)).cells.append(cell)
+    return sorted(groups.values(), key=lambda g: g.id)
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    if not text:
+        return 0, 1
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard {text!r}: expected i/n, e.g. 0/4") from None
+    if n < 1 or not 0 <= i < n:
+        raise ValueError(f"--shard {text!r}: need 0 <= i < n")
+    return i, n
+
+
+def shard(groups: list[Group], i: int, n: int) -> list[Group]:
+    return sorted(groups, key=lambda g: g.id)[i::n]
+
+
+@dataclass
+class Summary:
+    ran: list[str] = field(default_factory=list)          # "group: method" strings
+    done: int = 0                                          # cells already finished
+    locked: list[str] = field(default_factory=list)       # groups held by another runner
+    unavailable: dict[str, str] = field(default_factory=dict)  # method -> why
+    failed: dict[str, str] = field(default_factory=dict)  # group -> error
+
+    def lines(self) -> list[str]:
+        out = [f"ran {len(self.ran)} cells, {self.done} already finished, {len(self.locked)} groups locked by "
+               f"another runner, {len(self.failed)} groups failed"]
+        out += [f"  not registered: {m} ({why})" for m, why in sorted(self.unavailable.items())]
+        out += [f"  locked: {g}" for g in self.locked]
+        out += [f"  failed: {g}: {e}" for g, e in self.failed.items()]
+        return out
+
+
+class GridRunner:
+    def __init__(self, profile: str, results_dir: str | Path, cache_dir: str | Path | None = None,
+                 extra_sets: list[str] = (), log: Callable[[str], None] = print, run_fn: Callable | None = None,
+                 stale_after: float = DEFAULT_STALE_AFTER):
+        self.profile, self.results_dir, self.extra_sets, self.log = profile, Path(results_dir), list(extra_sets), log
+        self.cache_dir = cache_dir
+        self.run_fn, self.stale_after = run_fn, stale_after
+
+    def identity(self, cell: Cell) -> str | None:
+        return cell_identity(self.profile, cell, self.extra_sets)
+
+    def missing(self, group: Group, index: RecordIndex, summary: Summary | None = None) -> list[Cell]:
+        """Cells of the group with no record yet (and a registered method)."""
+        todo = []
+        for cell in group.cells:
+            ident = self.identity(cell)
+            if ident is None:
+                if summary is not None:
+                    summary.unavailable[cell.method] = PLANNED_METHODS.get(cell.method, "not in `python -m bench ls`")
+            elif index.get(ident) is None:
+                todo.append(cell)
+            elif summary is not None:
+                summary.done += 1
+        return todo
+
+    def lock(self, group: Group) -> GroupLock:
+        return GroupLock(self.results_dir / ".locks" / f"{group.id}.lock", self.stale_after)
+
+    def config(self, group: Group, cells: list[Cell]):
+        cfg = cell_config(self.profile, cells[0], self.extra_sets, [c.method for c in cells])
+        cfg.results_dir = str(self.results_dir)
+        if self.cache_dir is not None:
+            cfg.cache_dir = str(self.cache_dir)
+        return cfg
+
+    def run(self, groups: list[Group], dry_run: bool = False) -> Summary:
+        summary = Summary()
+        index = RecordIndex.load(self.results_dir)
+        for n, group in enumerate(groups, 1):
+            todo = self.missing(group, index, summary)
+            head = f"group {n}/{len(groups)} {group.describe()}"
+            if not todo:
+                continue
+            names = [c.method for c in todo]
+            if dry_run:
+                self.log(f"{head}: would run {', '.join(names)}")
+                continue
+            with self.lock(group) as lock:
+                if not lock.acquire():
+                    self.log(f"{head}: locked by another runner ({lock.owner()}), skipped")
+                    summary.locked.append(group.id)
+                    continue
+                fresh = RecordIndex.load(self.results_dir / group.dataset / group.shift)
+                todo = self.missing(group, fresh)
+                if not todo:
+                    continue
+                names = [c.method for c in todo]
+                self.log(f"{head}: running {', '.join(names)}")
+                try:
+                    self._run_fn()(self.config(group, todo), names, self.log)
+                    summary.ran += [f"{group.id}: {m}" for m in names]
+                except Exception as err:  # one failing group must not stop a grid of hours
+                    self.log(f"{head}: failed: {err!r}\n{traceback.format_exc()}")
+                    summary.failed[group.id] = repr(err)
+        return summary
+
+    def _run_fn(self) -> Callable:
+        if self.run_fn is None:
+            from bench.pipeline import run
+            self.run_fn = run
+        return self.run_fn

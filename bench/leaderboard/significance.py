@@ -1,0 +1,63 @@
+"""Paired significance of a method against DPO on the same test samples.
+
+Per-sample test (preferred): when both records carry ``results[part]["target_ranks"]`` (the 0-based rank of each
+test sample's target in the top-K list, K when absent; same split and sample cap, hence the same samples in the
+same order), the per-sample metric (hit@K or 1/log2(rank+2)) is averaged over seeds and a two-sided paired
+sign-flip permutation test is run on the differences (10,000 permutations, fixed seed).
+Fallback: with two or more seeds on both sides and no per-sample ranks, a paired t-test over the seed means
+(scipy.stats.ttest_rel; pairs are the seeds both have). Otherwise no test (None).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+PERMUTATIONS = 10_000
+
+
+def per_sample(record: dict, part: str, metric: str) -> np.ndarray | None:
+    ranks = record.get("results", {}).get(part, {}).get("target_ranks")
+    if ranks is None:
+        return None
+    ranks = np.asarray(ranks, dtype=float)
+    name, k = metric.split("@")
+    hit = ranks < int(k)
+    if name == "HR":
+        return hit.astype(float)
+    return np.where(hit, 1.0 / np.log2(ranks + 2.0), 0.0)
+
+
+def permutation_test(a: np.ndarray, b: np.ndarray, permutations: int = PERMUTATIONS, seed: int = 0) -> float:
+    """Two-sided p-value of mean(a - b) = 0 under random sign flips of the paired differences."""
+    diff = np.asarray(a, float) - np.asarray(b, float)
+    diff = diff[diff != 0]
+    if len(diff) == 0:
+        return 1.0
+    observed = abs(diff.mean())
+    rng = np.random.default_rng(seed)
+    count = 0
+    for start in range(0, permutations, 1000):
+        signs = rng.choice((-1.0, 1.0), size=(min(1000, permutations - start), len(diff)))
+        count += int((np.abs((signs * diff).mean(axis=1)) >= observed - 1e-12).sum())
+    return (count + 1) / (permutations + 1)
+
+
+def paired_p(method_records: dict[int, dict], dpo_records: dict[int, dict], part: str, metric: str,
+             seed_values: tuple[dict[int, float], dict[int, float]]) -> float | None:
+    """p-value of method vs DPO (records by seed); None when no test applies."""
+    seeds = sorted(set(method_records) & set(dpo_records))
+    if not seeds:
+        return None
+    a = [per_sample(method_records[s], part, metric) for s in seeds]
+    b = [per_sample(dpo_records[s], part, metric) for s in seeds]
+    if all(x is not None for x in a + b) and len({len(x) for x in a + b}) == 1:
+        return permutation_test(np.mean(a, axis=0), np.mean(b, axis=0))
+    mine, theirs = seed_values
+    paired = [s for s in seeds if s in mine and s in theirs]
+    if len(paired) < 2:
+        return None
+    from scipy.stats import ttest_rel
+
+    x, y = np.array([mine[s] for s in paired]), np.array([theirs[s] for s in paired])
+    if np.allclose(x - y, (x - y)[0]):  # constant difference: the t statistic is undefined
+        return 0.0 if abs((x - y)[0]) > 1e-12 else 1.0
+    return float(ttest_rel(x, y).pvalue)

@@ -1,0 +1,313 @@
+"""Leaderboards: paper CSVs, grid expansion, sharding, resume, locks, rendering with marks, compare; fast tests use
+fake records in the real schema (written by bench.results.write_record); one end-to-end run on the smoke profile.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import methods
+from bench.leaderboard import grids, render
+from bench.leaderboard.compare import compare_table
+from bench.leaderboard.grids import TABLES, Cell, expand, table_names
+from bench.leaderboard.locks import GroupLock
+from bench.leaderboard.paper import load_paper, load_table2
+from bench.leaderboard.records import RecordIndex, cell_config, cell_identity, pipeline_key, record_identity
+from bench.leaderboard.runner import GridRunner, group_cells, parse_shard, shard
+from bench.leaderboard.tables import build_table
+from bench.results import record_key, record_path, write_record
+
+PAPER_SHAPES = {  # file: (lines = datasets x metrics, row labels)
+    "table1.csv": (12, 9), "table3.csv": (8, 9), "table4.csv": (4, 9), "table5.csv": (8, 8),
+    "table6.csv": (2, 4), "table7.csv": (1, 4), "table8.csv": (6, 4), "table9.csv": (8, 7),
+}
+
+
+def fake_record(cfg, method: str, hr10: float, ranks: list[int] | None = None, seconds: float | None = None) -> dict:
+    """A record as bench.pipeline.run writes it, with chosen metrics."""
+    hparams = dataclasses.asdict(methods.resolve(method, cfg.method_overrides.get(method)).config)
+    config = cfg.to_dict()
+    fingerprint = "f" * 64
+    metrics = {"HR@10": hr10, "NDCG@10": hr10 / 2, "HR@20": hr10 * 1.5, "NDCG@20": hr10 / 1.5, "valid_ratio": 1.0}
+    groups = {f"G{g}": {"n": 10, **{k: metrics[k] for k in ("HR@10", "NDCG@10", "HR@20", "NDCG@20")}}
+              for g in range(1, 6)}
+    part = {"metrics": metrics, "groups": groups, "samples": 64, "seconds": 0.1,
+            "recommendation_counts": {f"G{g}": 100 // g for g in range(1, 6)}}
+    if ranks is not None:
+        part["target_ranks"] = ranks
+    key = record_key({"method": method, "hyperparameters": hparams,
+                      "config": {k: v for k, v in config.items()
+                                 if k not in ("results_dir", "cache_dir", "method_overrides", "device")},
+                      "split": fingerprint})
+    return {"key": key, "method": method, "paper": {"title": method, "arxiv": "", "note": ""},
+            "hyperparameters": hparams, "config": config, "dataset": cfg.data.dataset, "shift": cfg.data.shift,
+            "seed": cfg.seed, "split_seed": cfg.data.split_seed, "split_fingerprint": fingerprint, "split_info": {},
+            "protocol": cfg.ranking.protocol, "sft_tag": None, "sft": None, "fit_seconds": 1.0,
+            "seconds_per_epoch": seconds, "method_stats": {}, "results": {"ood_test": part},
+            "environment": {"device": "cpu (test)", "git_commit": "abc", "versions": {}}, "memory": {},
+            "created": "2026-01-01T00:00:00+0000"}
+
+
+def write_fake(results_dir, profile: str, cell: Cell, hr10: float, **kw) -> dict:
+    cfg = cell_config(profile, cell)
+    cfg.results_dir = str(results_dir)
+    rec = fake_record(cfg, cell.method, hr10, **kw)
+    write_record(record_path(results_dir, cell.dataset, cell.shift, cell.method, rec["key"]), rec)
+    return rec
+
+
+class FakeRun:
+    """Stands in for bench.pipeline.run: records every call and writes fake records."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, cfg, names, log):
+        self.calls.append((cfg.data.dataset, cfg.data.shift, cfg.seed, list(names)))
+        for name in names:
+            rec = fake_record(cfg, name, 0.01)
+            write_record(record_path(cfg.results_dir, cfg.data.dataset, cfg.data.shift, name, rec["key"]), rec)
+        return []
+
+
+# --- published numbers ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("file_name", sorted(PAPER_SHAPES))
+def test_paper_csv_shape_and_labels_match_the_grid(file_name):
+    paper = load_paper(file_name)
+    lines, labels = PAPER_SHAPES[file_name]
+    assert len(paper.labels) == labels
+    assert len({k[:3] for k in paper.cells}) == lines
+    spec = next(t for t in TABLES.values() if t.paper_csv == file_name)
+    for row in (r for r in spec.rows if not r.extra):
+        assert row.label in paper.labels, row.label
+        for col in spec.columns:
+            for metric in spec.metrics:
+                assert paper.get(col.paper_dataset, col.shift, metric, row.label) is not None
+
+
+def test_paper_values_spot_checks():
+    assert load_paper("table1.csv").get("ML-10M", "temporal", "HR@10", "Ours") == 0.61
+    assert load_paper("table4.csv").get("Yelp2018", "mixed", "HR@20", "Ours") == 1.51
+    assert load_paper("table6.csv").get("Book-Crossing", "exposure", "seconds/epoch", "CausalDPO") == 2971
+    assert load_table2()["#Interactions"]["Movielens-10M"] == 10000054
+
+
+# --- grids ------------------------------------------------------------------------------------------------------
+
+def test_table_names():
+    assert table_names("1,3,fig2") == ["table1", "table3", "fig2"]
+    assert "fig3" not in table_names(None)
+    with pytest.raises(ValueError):
+        table_names("10")
+
+
+def test_grid_tiny_uses_ml100k_for_every_shift():
+    cells = expand(["table1"], "tiny", [0, 1], "ml-100k", "tiny-llama")
+    assert {c.dataset for c in cells} == {"ml-100k"}
+    assert {c.shift for c in cells} == {"popularity", "temporal", "exposure"}
+    assert {c.method for c in cells} == {"sasrec", "bigrec", "rw", "d3", "dmpo", "sdpo", "rosepo", "sprec",
+                                         "causaldpo", "dpo", "sft"}
+    assert len(cells) == 11 * 3 * 2
+    assert {c.shift for c in expand(["table3"], "tiny", [0], "ml-100k", "tiny-llama")} == {"iid"}
+    assert {c.shift for c in expand(["table4"], "tiny", [0], "ml-100k", "tiny-llama")} == {"mixed"}
+    table5 = {c.method for c in expand(["table5"], "tiny", [0], "ml-100k", "tiny-llama")}
+    assert {"simpo+causal", "cpo+causal", "drdpo+causal", "dpo", "causaldpo"} <= table5
+    assert {c.method for c in expand(["table8"], "tiny", [0], "ml-100k", "tiny-llama")} >= {
+        "causaldpo-nosft", "sft", "base", "causaldpo"}
+
+
+def test_grid_backbones_table9():
+    tiny = expand(["table9"], "tiny", [0], "ml-100k", "tiny-llama")
+    assert {c.overrides for c in tiny if c.method == "causaldpo"} == {
+        (), ("backbone.name=tiny-qwen2",), ("backbone.name=tiny-qwen3",)}
+    paper = expand(["table9"], "paper", [0], "ml-10m", "meta-llama/Llama-3.1-8B")
+    assert {c.overrides for c in paper if c.method == "causaldpo"} == {
+        (), ("backbone.name=Qwen/Qwen2.5-7B-Instruct",), ("backbone.name=Qwen/Qwen3-8B",)}
+
+
+def test_grid_paper_pairing():
+    pairs = {(c.dataset, c.shift) for c in expand(["table1", "table3", "table4"], "paper", [0], "ml-10m", "x")}
+    assert pairs == {("yelp2018", "popularity"), ("ml-10m", "temporal"), ("book-crossing", "exposure"),
+                     ("ml-10m", "iid"), ("book-crossing", "iid"), ("yelp2018", "mixed")}
+    assert {(c.dataset, c.shift) for c in expand(["table6"], "paper", [0], "ml-10m", "x")} == {
+        ("book-crossing", "exposure")}
+
+
+def test_groups_share_everything_but_the_method():
+    groups = group_cells(expand(list(grids.DEFAULT_TABLES), "tiny", [0], "ml-100k", "tiny-llama"))
+    for g in groups:
+        assert len({c.group for c in g.cells}) == 1
+        assert len({c.method for c in g.cells}) == len(g.cells)
+    assert len({g.id for g in groups}) == len(groups)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 8])
+def test_shards_are_disjoint_and_complete(n):
+    groups = group_cells(expand(list(TABLES), "tiny", [0, 1, 2], "ml-100k", "tiny-llama"))
+    parts = [[g.id for g in shard(groups, i, n)] for i in range(n)]
+    flat = [x for p in parts for x in p]
+    assert sorted(flat) == sorted(g.id for g in groups) and len(flat) == len(set(flat))
+    assert parts == [[g.id for g in shard(list(reversed(groups)), i, n)] for i in range(n)]  # deterministic
+
+
+def test_parse_shard():
+    assert parse_shard("1/4") == (1, 4) and parse_shard(None) == (0, 1)
+    for bad in ("4/4", "x", "1/0"):
+        with pytest.raises(ValueError):
+            parse_shard(bad)
+
+
+# --- records, resume, locks -------------------------------------------------------------------------------------
+
+def test_identity_of_a_record_equals_the_cells():
+    cell = Cell("ml-100k", "temporal", "dpo", 0)
+    rec = fake_record(cell_config("tiny", cell), "dpo", 0.01)
+    assert record_identity(rec) == cell_identity("tiny", cell) and pipeline_key(rec) == rec["key"]
+    assert cell_identity("tiny", Cell("ml-100k", "temporal", "dpo", 1)) != cell_identity("tiny", cell)
+    assert cell_identity("tiny", Cell("ml-100k", "temporal", "dpo", 0, ("dpo.beta=0.5",))) != cell_identity(
+        "tiny", cell)
+    assert cell_identity("tiny", Cell("ml-100k", "temporal", "causaldpo-nosft", 0)) is None
+
+
+def test_resume_skips_finished_cells(tmp_path):
+    cells = [Cell("ml-100k", "temporal", m, 0) for m in ("dpo", "sft", "causaldpo")]
+    write_fake(tmp_path, "tiny", cells[0], 0.02)
+    fake = FakeRun()
+    runner = GridRunner("tiny", tmp_path, run_fn=fake, log=lambda m: None)
+    summary = runner.run(group_cells(cells))
+    assert fake.calls == [("ml-100k", "temporal", 0, ["causaldpo", "sft"])]
+    assert summary.done == 1 and len(summary.ran) == 2
+    summary = runner.run(group_cells(cells))  # everything finished: nothing runs
+    assert len(fake.calls) == 1 and summary.done == 3
+
+
+def test_unregistered_methods_are_reported_not_run(tmp_path):
+    fake = FakeRun()
+    cells = [Cell("ml-100k", "temporal", "causaldpo-nosft", 0)]
+    summary = GridRunner("tiny", tmp_path, run_fn=fake, log=lambda m: None).run(group_cells(cells))
+    assert fake.calls == [] and "causaldpo-nosft" in summary.unavailable
+
+
+def test_lock_prevents_a_second_runner(tmp_path):
+    cells = [Cell("ml-100k", "temporal", "dpo", 0)]
+    fake = FakeRun()
+    runner = GridRunner("tiny", tmp_path, run_fn=fake, log=lambda m: None)
+    group = group_cells(cells)[0]
+    held = runner.lock(group)
+    assert held.acquire()
+    assert not runner.lock(group).acquire()
+    summary = runner.run([group])
+    assert fake.calls == [] and summary.locked == [group.id]
+    held.release()
+    runner.run([group])
+    assert len(fake.calls) == 1
+
+
+def test_stale_locks_are_broken(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    path = tmp_path / "g.lock"
+    import socket
+    path.write_text(json.dumps({"host": socket.gethostname(), "pid": dead.pid, "time": 1e18}))
+    assert GroupLock(path).acquire()  # owner process is gone
+    path.write_text(json.dumps({"host": "elsewhere", "pid": os.getpid(), "time": 0}))
+    assert GroupLock(path, stale_after=3600).acquire()  # too old
+    path.write_text(json.dumps({"host": "elsewhere", "pid": 1, "time": 1e18}))
+    assert not GroupLock(path).acquire()  # another host, fresh: respected
+
+
+# --- tables -----------------------------------------------------------------------------------------------------
+
+def _table5_records(tmp_path, seeds=(0,)):
+    rng = np.random.default_rng(0)
+    scores = {"drdpo": 0.010, "cpo": 0.020, "simpo": 0.015, "dpo": 0.012, "simpo+causal": 0.030,
+              "cpo+causal": 0.040, "drdpo+causal": 0.035, "causaldpo": 0.050}
+    for seed in seeds:
+        for method, hr in scores.items():
+            ranks = np.where(rng.random(64) < hr * 10, 0, 20).tolist()
+            write_fake(tmp_path, "tiny", Cell("ml-100k", "temporal", method, seed), hr + seed * 1e-3, ranks=ranks,
+                       seconds=10.0 + len(method))
+
+
+def test_render_marks_best_and_second(tmp_path):
+    _table5_records(tmp_path)
+    table = build_table("table5", "tiny", RecordIndex.load(tmp_path), [0], "ml-100k", "tiny-llama")
+    assert table.value("CausalDPO", 0, "HR@10").mean == pytest.approx(5.0)
+    assert table.value("CausalDPO", 0, "HR@10").mark == "best"
+    assert table.value("CPO w/ Causal Reg.", 0, "HR@10").mark == "second"
+    assert table.value("DPO", 1, "HR@10").mean is None  # exposure column has no records
+    md = render.markdown(table)
+    assert "**5.00" in md and "<u>4.00" in md and "–" in md
+    tex = render.latex(table)
+    assert "\\textbf{5.00" in tex and "\\underline{4.00" in tex
+    wide = render.wide_csv(table).splitlines()
+    assert wide[0].startswith("dataset,shift,metric,Dr.DPO") and wide[1].startswith("ml-100k,temporal,HR@10,1,2,")
+
+
+def test_several_seeds_give_mean_std_and_a_paired_test(tmp_path):
+    _table5_records(tmp_path, seeds=(0, 1, 2))
+    table = build_table("table5", "tiny", RecordIndex.load(tmp_path), [0, 1, 2], "ml-100k", "tiny-llama")
+    value = table.value("CausalDPO", 0, "HR@10")
+    assert value.seeds == [0, 1, 2] and value.mean == pytest.approx(5.1) and value.std == pytest.approx(0.1)
+    assert value.p_vs_dpo is not None and value.p_vs_dpo < 0.05  # per-sample ranks: ~0.5 vs ~0.12 hit rate
+    assert table.value("DPO", 0, "HR@10").p_vs_dpo is None
+    assert "5.10 ± 0.10 †" in render.markdown(table)
+
+
+def test_seconds_table_names_the_device(tmp_path):
+    for method in ("dpo", "cpo", "simpo", "causaldpo"):
+        write_fake(tmp_path, "tiny", Cell("ml-100k", "exposure", method, 0), 0.01, seconds=12.0)
+    table = build_table("table6", "tiny", RecordIndex.load(tmp_path), [0], "ml-100k", "tiny-llama")
+    assert table.value("CausalDPO", 0, "seconds/epoch").mean == 12.0
+    assert "cpu (test)" in render.markdown(table)
+
+
+def test_compare_prints_paper_and_ours(tmp_path):
+    _table5_records(tmp_path)
+    table = build_table("table5", "tiny", RecordIndex.load(tmp_path), [0], "ml-100k", "tiny-llama")
+    out = compare_table(table)
+    assert "ML-10M" in out and "0.61" in out and "5.00" in out and "+4.39" in out and "Kendall" in out
+
+
+def test_publish_writes_every_format(tmp_path):
+    from bench.leaderboard.publish import publish
+    _table5_records(tmp_path / "results")
+    out = tmp_path / "board"
+    publish(["table5", "fig1"], "tiny", tmp_path / "results", out, [0], log=lambda m: None)
+    for suffix in ("md", "tex", "csv"):
+        assert (out / f"table5.{suffix}").exists()
+    assert "Provenance" in (out / "README.md").read_text()
+
+
+# --- end to end -------------------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_end_to_end_smoke_runs_then_skips(tmp_path, monkeypatch):
+    spec = grids.TableSpec("table_e2e", "e2e", (grids.Column("ML-10M", "temporal"),),
+                           (grids.Row("MostPop", "mostpop"), grids.Row("Random", "random")))
+    monkeypatch.setitem(TABLES, "table_e2e", spec)
+    cells = expand(["table_e2e"], "smoke", [0], "ml-100k", "tiny-llama")
+    runner = GridRunner("smoke", tmp_path / "results", tmp_path / "cache", log=lambda m: None)
+    summary = runner.run(group_cells(cells))
+    assert len(summary.ran) == 2 and not summary.failed
+    records = list(RecordIndex.load(tmp_path / "results").by_identity.values())
+    assert all(pipeline_key(r) == r["key"] for r in records)  # our key computation matches the pipeline's
+    assert runner.run(group_cells(cells)).done == 2
+    table = build_table("table_e2e", "smoke", RecordIndex.load(tmp_path / "results"), [0], "ml-100k", "tiny-llama")
+    assert table.value("MostPop", 0, "HR@10").mean is not None
+
+
+def test_figures_skip_gracefully(tmp_path, monkeypatch):
+    from bench.leaderboard import figures
+    table = build_table("fig1", "tiny", RecordIndex([]), [0], "ml-100k", "tiny-llama")
+    monkeypatch.setattr(figures, "_pyplot", lambda: None)
+    assert "matplotlib is not installed" in figures.figure(table, tmp_path)
+    monkeypatch.setattr(figures, "_pyplot", lambda: object())
+    assert "no records" in figures.figure(table, tmp_path)
