@@ -64,11 +64,23 @@ def left_padded(prompts: list[list[int]], completions: list[list[int]], pad_id: 
     return ids.to(device), mask.to(device), positions.to(device), lengths.to(device)
 
 
+def padded_causal_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The (B, 1, L, L) additive attention mask of left-padded rows: causal, padding keys hidden, and each padding
+    query sees itself. Without that last part a padding query has no key at all, and CUDA's SDPA backward returns NaN
+    gradients for such fully masked rows (seen in bf16 on an H200), which then poison every weight."""
+    width = mask.shape[1]
+    allowed = torch.ones(width, width, dtype=torch.bool, device=mask.device).tril() & mask.bool()[:, None, None, :]
+    allowed |= torch.eye(width, dtype=torch.bool, device=mask.device)
+    return torch.zeros(allowed.shape, dtype=dtype, device=mask.device).masked_fill(~allowed, torch.finfo(dtype).min)
+
+
 def completion_logps(model, ids, mask, positions, lengths, want_hidden: bool = False):
     """Summed log-probs of each row's completion (its last `lengths` tokens), plus hidden states if asked:
     (logps (N,), prompt_hidden (N, d) at the last prompt token, end_hidden (N, d) at the last token)."""
     keep = int(lengths.max()) + 1
-    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep,
+    dtype = model.get_input_embeddings().weight.dtype
+    out = model(input_ids=ids, attention_mask=padded_causal_mask(mask, dtype), position_ids=positions,
+                logits_to_keep=keep,
                 output_hidden_states=want_hidden, use_cache=False)
     logits = out.logits[:, :-1].float()                          # predicts the last keep-1 tokens
     targets = ids[:, -(keep - 1):]

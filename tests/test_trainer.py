@@ -97,3 +97,15 @@ def test_non_finite_loss_stops_with_the_step_number():
     with pytest.raises(NonFiniteLoss, match="step 1"):
         train_preference(model, data, ref, lambda p, r: p.chosen * float("nan"), mean_reduce, 0.1, cfg, 0,
                          "cpu", PAD)
+
+
+def test_the_padded_mask_is_causal_hides_padding_and_leaves_no_row_empty():
+    from methods.trainer import padded_causal_mask
+
+    mask = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]])
+    additive = padded_causal_mask(mask, torch.float32)
+    allowed = additive[:, 0] == 0
+    assert allowed.shape == (2, 4, 4) and allowed.any(-1).all()               # every query sees some key
+    assert allowed[0, 3].tolist() == [False, False, True, True]                # real query: real keys up to itself
+    assert allowed[0, 1].tolist() == [False, True, False, False]               # padding query: only itself
+    assert allowed[1].equal(torch.ones(4, 4, dtype=torch.bool).tril())         # no padding: plain causal
