@@ -12,7 +12,7 @@ export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
 python3 -c "import torch, transformers, trl, peft; print('torch', torch.__version__, 'transformers', transformers.__version__, 'trl', trl.__version__, 'peft', peft.__version__)" | tee -a "$out/gpu.txt"
 
-timeout "${STEP_TIMEOUT:-240}" python3 -m bench.perf.causal_overhead --arch llama-3.1-8b --bf16 --lora \
+[ -n "${SKIP_STEPS:-}" ] || timeout "${STEP_TIMEOUT:-240}" python3 -m bench.perf.causal_overhead --arch llama-3.1-8b --bf16 --lora \
     --gradient-checkpointing --pairs "${PAIRS:-256}" --batch-size 16 --prompt-len 200 --title-len 12 --repeats 2 \
     2>&1 | grep -v -E "it/s\]|Warning|warn" | tee "$out/steps_llama8b.log"
 
