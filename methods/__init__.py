@@ -6,7 +6,7 @@ same loss and reduction, plus the regularizer, whose backdoor adjustment uses th
 """
 from __future__ import annotations
 
-from methods import baselines, causaldpo, cpo, dmpo, dpo, drdpo, sdpo, simpo, sprec  # noqa: F401  (registration)
+from methods import baselines, bigrec, causaldpo, cpo, d3, dmpo, dpo, drdpo, rosepo, rw, sasrec, sdpo, simpo, sprec  # noqa: F401  (registration)
 from methods.base import METHODS, Method, MethodContext, Paper, TrainingSamples
 from methods.hparams import make_config
 from methods.preference import PreferenceMethod, with_causal

@@ -1,0 +1,97 @@
+"""D3: "Decoding Matters: Addressing Amplification Bias and Homogeneity Issue for LLM-based Recommendation"
+(Bao, Zhang, Zhang, Huo, Chen, Feng; EMNLP 2024, arXiv 2406.14900). Official code: SAI990323/DecodingMatters @ 585c842.
+
+D3 changes only decoding. The cell's SFT model is ranked by trie-constrained beam search (beams = the top-k list)
+whose step scores are mixed with a text-free assistant, SASRec (`methods.sasrec`, trained with RecBole on the same
+training samples):
+
+    p_TF(v | h) = sum_{i under h v} P_S(i|u) / sum_{v' allowed after h} sum_{i under h v'} P_S(i|u)
+    s'(v | h)   = g * log_softmax(LLM)(v | x, h) + (1 - g) * log p_TF(v | h)
+    score(y)    = sum_t s'(y_t | y_<t)            (no length normalisation: length_penalty = 0)
+
+with P_S(i|u) = softmax_i of SASRec's logits for the user's history (see `bench.d3_decoding`). Removing the length
+normalisation is the paper's amplification-bias fix (ghost tokens with p ~ 1 no longer inflate long titles);
+the assistant is its homogeneity fix.
+
+Choices and deviations:
+- g = `guidance_scale` = 0.8 by default. No value is published (the repository's script never sets it, see next
+  item; the question in DecodingMatters issue #1 went unanswered). 0.8 gives the assistant a quarter of the LLM's
+  weight (s + 0.25 log p_TF up to scale): the LLM stays the main scorer and SASRec re-orders prefixes where the LLM
+  is unsure, mostly the first title tokens. Tune it with ``--set d3.guidance_scale=...``.
+- The official evaluate script passes no ``--guidance_scale``, so g defaults to 1 and the processor returns early:
+  the shipped D3 silently ignores SASRec. Here g < 1 by default; g = 1 reproduces that behaviour exactly.
+- The paper disables length normalisation "for ghost tokens"; the code (and we) set length_penalty = 0 everywhere.
+- P_S gets a uniform floor eps = 1e-6 (`assistant_floor`) so catalogue items SASRec never saw stay reachable.
+- Official decoding uses batch size 1 and a response prefix of 4 prompt tokens as trie keys; we batch prompts
+  (`beam_batch_size`) and our completions start right after the prompt (the shared template), so no key overlap.
+- SASRec hyperparameters are `methods.sasrec.SASRecConfig`'s (inherited fields); the official run used a SASRec
+  trained separately, on the same data, whose logits file is not public.
+- The official SFT step (Qwen2-0.5B, its own typo'd prompt) is replaced by the cell's shared SFT model.
+- Nothing is trained on the LLM side, so ``seconds_per_epoch`` is SASRec's.
+- D3 always ranks with its own decoding; its record names the protocol ``beam`` (DESIGN: "D3's protocol"), whatever
+  the run's ``ranking.protocol``, with ``guidance_scale``, ``length_penalty`` and ``assistant`` in its stats.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bench.d3_decoding import TrieMass, d3_rank
+from bench.ranking import Catalogue
+from methods.base import Method, MethodContext, Paper, register
+from methods.sasrec import SASRecConfig, TrainedSASRec, fit_sasrec
+
+
+@dataclass
+class D3Config(SASRecConfig):
+    guidance_scale: float = field(default=0.8, metadata={
+        "help": "g: weight of the LLM's log-prob; 1 - g weighs the text-free assistant (1 = no assistant)"})
+    length_penalty: float = field(default=0.0, metadata={
+        "help": "HF beam length penalty (0: summed log-probs, D3's setting; 1: BIGRec's length-averaged)"})
+    assistant_floor: float = field(default=1e-6, metadata={"help": "uniform mass mixed into SASRec's P_S"})
+    beam_batch_size: int = field(default=4, metadata={"help": "prompts per constrained beam search call"})
+
+
+class D3Recommender:
+    def __init__(self, model, catalogue: Catalogue, sasrec: TrainedSASRec, cfg: D3Config):
+        self.model, self.catalogue, self.sasrec, self.cfg = model, catalogue, sasrec, cfg
+        self.mass = TrieMass(catalogue)
+
+    def rank(self, prompts, histories, k, chunk: int = 512):
+        """SASRec logits `chunk` prompts at a time (an (n, n_items) matrix for every test sample would be large)."""
+        topk, valid = np.full((len(prompts), k), -1, dtype=np.int64), np.zeros(len(prompts), dtype=bool)
+        for start in range(0, len(prompts), chunk):
+            part = slice(start, start + chunk)
+            logits = self.sasrec.scores(list(histories[part]))
+            result = d3_rank(self.model, prompts[part], logits, self.catalogue, k=k,
+                             batch_size=self.cfg.beam_batch_size, guidance_scale=self.cfg.guidance_scale,
+                             length_penalty=self.cfg.length_penalty, floor=self.cfg.assistant_floor, mass=self.mass)
+            topk[part], valid[part] = result.topk, result.valid
+        return topk, valid
+
+
+def catalogue_of(ctx: MethodContext) -> Catalogue:
+    """The run's catalogue (same items, completions, EOS and pad as the harness's)."""
+    return Catalogue(items=[int(i) for i in ctx.items], completions=[ctx.completions[int(i)] for i in ctx.items],
+                     eos_id=ctx.tokenizer.eos_token_id, pad_id=ctx.tokenizer.pad_token_id)
+
+
+@register
+class D3(Method):
+    name = "d3"
+    paper = Paper("Decoding Matters: Addressing Amplification Bias and Homogeneity Issue for LLM-based "
+                  "Recommendation", "2406.14900")
+    Config = D3Config
+
+    def fit(self, ctx: MethodContext):
+        sasrec_cfg = SASRecConfig(**{f.name: getattr(self.config, f.name) for f in dataclasses.fields(SASRecConfig)})
+        sasrec = fit_sasrec(ctx, sasrec_cfg, subdir="d3_sasrec")
+        # D3's own protocol, whatever the run's: constrained beam search with the assistant mixed in
+        ctx.stats.update(protocol="beam", guidance_scale=self.config.guidance_scale,
+                         length_penalty=self.config.length_penalty, assistant="sasrec")
+        model = ctx.load_sft_model()
+        model.eval()
+        return D3Recommender(model, catalogue_of(ctx), sasrec, self.config)
+
