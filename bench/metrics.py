@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 
-def _target_ranks(topk: np.ndarray, targets: np.ndarray) -> np.ndarray:
+def target_ranks(topk: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """0-based rank of each target in its row, or K (the list length) where it is absent."""
     topk, targets = np.asarray(topk), np.asarray(targets)
     if topk.ndim != 2 or targets.shape != (len(topk),):
@@ -46,7 +46,7 @@ def ranking_metrics(topk: np.ndarray, targets: np.ndarray, ks: tuple[int, ...] =
                     valid: np.ndarray | None = None) -> dict[str, float]:
     """HR@K and NDCG@K for each K in `ks` over all samples; with `valid`, also ``valid_ratio``."""
     _check_k(topk, ks)
-    out = _metrics_from_ranks(_target_ranks(topk, targets), ks)
+    out = _metrics_from_ranks(target_ranks(topk, targets), ks)
     if valid is not None:
         out["valid_ratio"] = valid_ratio(valid)
     return out
@@ -76,14 +76,27 @@ def grouped_metrics(topk: np.ndarray, targets: np.ndarray, groups: np.ndarray,
     A group without samples has ``n = 0`` and metrics None.
     """
     _check_k(topk, ks)
-    ranks = _target_ranks(topk, targets)
-    target_groups = np.asarray(groups)[np.asarray(targets)]
+    return metrics_by_group(target_ranks(topk, targets), np.asarray(groups)[np.asarray(targets)],
+                            int(np.max(groups)) + 1, "G", ks)
+
+
+def time_periods(timestamps: np.ndarray, n_periods: int = 5) -> np.ndarray:
+    """Period id (0 = T1, earliest) of every sample: equal-size chunks of the samples ordered by target time."""
+    periods = np.empty(len(timestamps), dtype=np.int64)
+    for p, members in enumerate(np.array_split(np.argsort(np.asarray(timestamps), kind="stable"), n_periods)):
+        periods[members] = p
+    return periods
+
+
+def metrics_by_group(ranks: np.ndarray, sample_groups: np.ndarray, n_groups: int, prefix: str,
+                     ks: tuple[int, ...] = (10, 20)) -> dict[str, dict[str, float | int | None]]:
+    """Metrics of the samples in each group (``prefix`` + 1-based id), with ``n``; empty groups get None."""
     out: dict[str, dict[str, float | int | None]] = {}
-    for g in range(int(np.max(groups)) + 1):
-        members = target_groups == g
+    for g in range(n_groups):
+        members = sample_groups == g
         metrics = _metrics_from_ranks(ranks[members], ks)
-        out[f"G{g + 1}"] = {"n": int(members.sum()),
-                            **{name: (value if members.any() else None) for name, value in metrics.items()}}
+        out[f"{prefix}{g + 1}"] = {"n": int(members.sum()),
+                                   **{name: (value if members.any() else None) for name, value in metrics.items()}}
     return out
 
 

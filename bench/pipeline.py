@@ -17,7 +17,8 @@ from bench import distributed
 from bench.backbone import build_model, load_tokenizer, load_trained
 from bench.config import RunConfig
 from bench.grounding import ranking_options
-from bench.metrics import grouped_metrics, popularity_groups, ranking_metrics, recommendation_counts
+from bench.metrics import (grouped_metrics, metrics_by_group, popularity_groups, ranking_metrics,
+                           recommendation_counts, target_ranks, time_periods)
 from bench.prompts import encode_completion, encode_prompt, noun_for, render_prompt
 from bench.ranking import Catalogue, rank
 from bench.results import environment, peak_memory_mb, record_key, record_path, write_record
@@ -158,10 +159,24 @@ class Cell:
             targets = np.array([self.position[int(t)] for t in samples.targets])
             metrics = ranking_metrics(topk, targets)
             metrics["valid_ratio"] = float(np.mean(valid)) if len(valid) else float("nan")
+            ranks = target_ranks(topk, targets)
             out[part] = {"metrics": metrics, "groups": grouped_metrics(topk, targets, self.groups),
+                         "time_groups": metrics_by_group(ranks, time_periods(samples.timestamps), 5, "T"),
+                         "target_ranks": ranks.tolist(),   # per sample, K = not in the list (paired tests)
                          "recommendation_counts": recommendation_counts(topk, self.groups, k=10),
                          "samples": len(samples), "seconds": time.perf_counter() - start}
         return out
+
+
+VOLATILE = ("results_dir", "cache_dir", "method_overrides", "device")  # do not change a result
+
+
+def record_key_for(method: str, hyperparameters: dict, config: dict, split_fingerprint: str) -> str:
+    """A record's key: everything that changes its result (method, its hyperparameters, the run config minus
+    the volatile fields, the split files' fingerprint). The grid runner computes it the same way."""
+    stable = {k: v for k, v in config.items() if k not in VOLATILE}
+    return record_key({"method": method, "hyperparameters": hyperparameters, "config": stable,
+                       "split": split_fingerprint})
 
 
 def run(cfg: RunConfig, method_names: list[str], log: Callable[[str], None] = print) -> list[dict]:
@@ -176,11 +191,7 @@ def run(cfg: RunConfig, method_names: list[str], log: Callable[[str], None] = pr
     records = []
     for name, method in chosen:
         config_dict = dataclasses.asdict(method.config)
-        run_cfg = cfg.to_dict()
-        for volatile in ("results_dir", "cache_dir", "method_overrides", "device"):
-            run_cfg.pop(volatile)
-        key = record_key({"method": name, "hyperparameters": config_dict, "config": run_cfg,
-                          "split": cell.split.fingerprint})
+        key = record_key_for(name, config_dict, cfg.to_dict(), cell.split.fingerprint)
         log(f"{name}: fitting ({method.paper.title}{', arXiv ' + method.paper.arxiv if method.paper.arxiv else ''})")
         ctx = cell.context(Path(cfg.cache_dir) / "methods" / key)
         torch.manual_seed(cfg.seed)
@@ -188,7 +199,7 @@ def run(cfg: RunConfig, method_names: list[str], log: Callable[[str], None] = pr
         recommender = method.fit(ctx)
         fit_seconds = time.perf_counter() - start
         log(f"{name}: fitted in {fit_seconds:.1f}s; ranking {', '.join(cell.eval_parts)} "
-            f"with the {cfg.ranking.protocol} protocol")
+            f"with the {ctx.stats.get('protocol', cfg.ranking.protocol)} protocol")
         results = cell.evaluate(recommender)
         record = {
             "key": key, "method": name, "paper": dataclasses.asdict(method.paper), "hyperparameters": config_dict,

@@ -25,12 +25,15 @@ class Samples:
     targets: np.ndarray
     histories: list[np.ndarray]
     dropped: int = 0
+    timestamps: np.ndarray | None = None    # the target interaction's timestamp (time periods T1..T5)
 
     def __len__(self) -> int:
         return len(self.targets)
 
     def subset(self, idx: np.ndarray) -> "Samples":
-        return Samples(self.part, self.users[idx], self.targets[idx], [self.histories[i] for i in idx], self.dropped)
+        stamps = None if self.timestamps is None else self.timestamps[idx]
+        return Samples(self.part, self.users[idx], self.targets[idx], [self.histories[i] for i in idx], self.dropped,
+                       stamps)
 
 
 def _order_key(frame: pd.DataFrame) -> np.ndarray:
@@ -48,9 +51,9 @@ def build_samples(split: Split, part: str, history_len: int, max_samples: int | 
     starts = {u: s for u, s in zip(*np.unique(t_users, return_index=True))}
     ends = {u: s + c for u, s, c in zip(*np.unique(t_users, return_index=True, return_counts=True))}
 
-    users, targets, histories, dropped = [], [], [], 0
-    for user, item, key in zip(target_frame["user"].to_numpy(), target_frame["item"].to_numpy(),
-                               _order_key(target_frame)):
+    users, targets, histories, stamps, dropped = [], [], [], [], 0
+    for user, item, key, stamp in zip(target_frame["user"].to_numpy(), target_frame["item"].to_numpy(),
+                                      _order_key(target_frame), target_frame["timestamp"].to_numpy(np.int64)):
         lo, hi = starts.get(user, 0), ends.get(user, 0)
         cut = lo + int(np.searchsorted(t_keys[lo:hi], key, side="left"))
         history = t_items[max(lo, cut - history_len):cut]
@@ -60,7 +63,9 @@ def build_samples(split: Split, part: str, history_len: int, max_samples: int | 
         users.append(user)
         targets.append(item)
         histories.append(history)
-    samples = Samples(part, np.asarray(users, np.int64), np.asarray(targets, np.int64), histories, dropped)
+        stamps.append(stamp)
+    samples = Samples(part, np.asarray(users, np.int64), np.asarray(targets, np.int64), histories, dropped,
+                      np.asarray(stamps, np.int64))
     if max_samples is not None and len(samples) > max_samples:
         keep = np.sort(np.random.default_rng(seed).choice(len(samples), max_samples, replace=False))
         samples = samples.subset(keep)

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from bench.config import SECTIONS, RunConfig, apply_overrides, load_profile
 from bench.leaderboard.grids import Cell
+from bench.pipeline import VOLATILE, record_key_for
 from bench.results import read_records, record_key
 
-VOLATILE = ("results_dir", "cache_dir", "method_overrides", "device")  # as popped in bench.pipeline.run
 
 
 def stable_config(config: dict) -> dict:
@@ -35,8 +35,7 @@ def record_identity(record: dict) -> str:
 
 def pipeline_key(record: dict) -> str:
     """The key `bench.pipeline.run` gave this record, recomputed from its fields."""
-    return record_key({"method": record["method"], "hyperparameters": record["hyperparameters"],
-                       "config": stable_config(record["config"]), "split": record["split_fingerprint"]})
+    return record_key_for(record["method"], record["hyperparameters"], record["config"], record["split_fingerprint"])
 
 
 def cell_config(profile: str, cell: Cell, extra_sets: list[str] = (), method_names: list[str] | None = None
