@@ -24,7 +24,7 @@ of `methods.causal` (its hyperparameters are added to the method's config).
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, ClassVar
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 import torch
@@ -73,6 +73,13 @@ class PreferenceMethod(Method):
         """The chosen response's reward, the `+causal` MMD target: beta * (log pi - log pi_ref) by default."""
         return implicit_chosen_reward(policy, reference, beta)
 
+    def starting_point(self, ctx: MethodContext) -> tuple[Callable[[], Any], str]:
+        """(loader, tag) of the model the policy starts from, which is also the reference: the cell's SFT model,
+        or the untrained backbone for the "w/o SFT" ablation (`uses_sft = False`)."""
+        if self.uses_sft:
+            return ctx.load_sft_model, ctx.sft_tag
+        return ctx.load_base_model, f"base/{ctx.sft_tag}"
+
     def method_stats(self, ctx: MethodContext) -> dict:
         """Figures that are part of the method's definition, copied into the run record."""
         return {}
@@ -92,11 +99,11 @@ class PreferenceMethod(Method):
         negatives = self.negatives(ctx, rows)
         pairs = preference_pairs(ctx, negatives, rows, self.smoothing(ctx, rows, negatives))
         if self.needs_reference:
-            ref = ctx.reference_logps(ctx.load_sft_model, ctx.sft_tag, pairs)
+            ref = ctx.reference_logps(*self.starting_point(ctx), pairs)
         else:
             ref = ReferenceLogps(np.zeros(len(pairs), dtype=np.float32),
                                  np.zeros((len(pairs), cfg.negatives), dtype=np.float32), 0.0)
-        model = ctx.load_sft_model()
+        model = self.starting_point(ctx)[0]()
         regularizer = None
         if self.causal:
             fields = {f.name for f in dataclasses.fields(CausalConfig)}

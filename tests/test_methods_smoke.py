@@ -50,3 +50,12 @@ def test_reference_free_methods_skip_the_reference_and_drdpo_records_its_micro_b
     drdpo = methods.resolve("drdpo+causal", {"beta_prime": 0.5})
     losses = torch.tensor([0.1, 2.0, 0.5])
     assert drdpo.reduce(losses).item() < losses.mean().item()          # DRO leans to the confident pairs
+
+
+def test_the_no_sft_ablation_starts_from_and_refers_to_the_base_backbone():
+    ctx = types.SimpleNamespace(load_sft_model=lambda: "sft", load_base_model=lambda: "base", sft_tag="t")
+    loader, tag = methods.resolve("causaldpo-nosft").starting_point(ctx)
+    assert loader() == "base" and tag == "base/t" and not methods.resolve("causaldpo-nosft").uses_sft
+    loader, tag = methods.resolve("causaldpo").starting_point(ctx)
+    assert loader() == "sft" and tag == "t"
+    assert methods.resolve("causaldpo-nosft").causal        # the same regularizer as causaldpo
