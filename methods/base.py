@@ -33,11 +33,12 @@ class Recommender(Protocol):
 
 @dataclass
 class TrainingSamples:
-    """Tokenized training samples: prompt ids, target item ids, history item ids, per sample."""
+    """Tokenized training samples: prompt ids, target item ids, history item ids (and user ids), per sample."""
 
     prompts: list[list[int]]
     targets: np.ndarray
     histories: list[np.ndarray]
+    users: np.ndarray | None = None         # user id per sample (None in hand-built test contexts)
 
 
 @dataclass

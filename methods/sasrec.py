@@ -9,7 +9,7 @@ text-free assistant (and RosePO's oracle) is P_S(i|u) = softmax_i s(i|u) (`Train
 Data. The split is written as RecBole atomic files with ``benchmark_filename: [train, valid, test]``:
 ``<dir>/bench/bench.{train,valid,test}.inter`` with header ``user_id:token item_id_list:token_seq item_id:token``,
 one row per (user, history, target) sample, so RecBole does no augmentation of its own:
-- train = `ctx.train` (the same capped samples the SFT/preference stages see), users recovered from the split;
+- train = `ctx.train` (the same capped samples the SFT/preference stages see, with their users);
 - valid = the split's ``valid`` part through `bench.samples.build_samples` (same history rule), at most
   `max_valid_samples` of them (seeded by the split seed); it selects the best epoch (RecBole's early stopping on
   `valid_metric`, full-catalogue ranking). With no valid samples the last epoch is kept (and the first training
@@ -209,7 +209,10 @@ def train_sasrec(parts: dict[str, Samples], catalogue_items: np.ndarray, cfg: SA
 
 
 def training_samples(ctx: MethodContext, history_len: int) -> Samples:
-    """`ctx.train` as `Samples`, with each sample's user recovered from the split (TrainingSamples has no users)."""
+    """`ctx.train` as `Samples`; contexts built by hand without users get them recovered from the split."""
+    if getattr(ctx.train, "users", None) is not None:
+        return Samples("train", np.asarray(ctx.train.users, np.int64), np.asarray(ctx.train.targets, np.int64),
+                       list(ctx.train.histories))
     full = build_samples(ctx.split, "train", history_len)
     user_of = {(int(t), tuple(int(i) for i in h)): int(u) for u, t, h in zip(full.users, full.targets, full.histories)}
     users = np.array([user_of[(int(t), tuple(int(i) for i in h))] for t, h in zip(ctx.train.targets,
