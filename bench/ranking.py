@@ -189,6 +189,17 @@ def _logsumexp(head: torch.nn.Linear, hidden: torch.Tensor, block: int = 256) ->
     return out
 
 
+def left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask) of prompts left-padded to the longest, for generation."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, row in enumerate(rows):
+        ids[r, width - len(row):] = torch.as_tensor(row)
+        mask[r, width - len(row):] = 1
+    return ids, mask
+
+
 def _progress(batches: range, desc: str, batch_size: int):
     """A progress bar over prompt batches, shown only for long jobs."""
     return tqdm(batches, desc=desc, unit=f"x{batch_size} prompts", leave=False, disable=len(batches) < 20)
@@ -277,12 +288,8 @@ def beam(model, prompts: list[list[int]], catalogue: Catalogue, k: int = 20, bat
     with torch.inference_mode():
         for start in _progress(range(0, len(prompts), batch_size), "beam search", batch_size):
             idx = order[start: start + batch_size]
-            width = max(len(prompts[i]) for i in idx)
-            ids = torch.full((len(idx), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(idx), width), dtype=torch.long)
-            for r, i in enumerate(idx):  # left padding
-                ids[r, width - len(prompts[i]):] = torch.as_tensor(prompts[i])
-                mask[r, width - len(prompts[i]):] = 1
+            ids, mask = left_pad([prompts[i] for i in idx], pad)
+            width = ids.shape[1]
 
             def allowed(_batch_id: int, sequence: torch.Tensor) -> list[int]:
                 return trie.allowed(sequence[width:].tolist()) or [eos]  # dead ends (finished/invalid) emit EOS

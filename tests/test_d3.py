@@ -7,7 +7,6 @@ import types
 import numpy as np
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
 import methods
 from bench.d3_decoding import TextFreeAssistant, TrieMass, assistant_distribution, d3_rank
@@ -15,16 +14,9 @@ from bench.ranking import Catalogue, rank, score_all
 from bench.samples import build_samples
 from methods.base import TrainingSamples
 from splits import build_split, load_dataset
-from tests.test_ranking import BOS, EOS, PAD, VOCAB, random_catalogue, random_prompts
+from tests.test_ranking import BOS, EOS, PAD, VOCAB, model, random_catalogue, random_prompts  # noqa: F401 (fixture)
 
 
-@pytest.fixture(scope="module")
-def model() -> LlamaForCausalLM:
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                         bos_token_id=BOS, eos_token_id=EOS, pad_token_id=PAD)
-    return LlamaForCausalLM(config).float().eval()
 
 
 def test_p_tf_on_a_hand_made_trie():
