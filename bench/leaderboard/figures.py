@@ -2,8 +2,9 @@
 
 * fig1: top-10 recommendations per popularity group (G1 head .. G5 tail) for SFT, DPO and CausalDPO, from
   ``results[part]["recommendation_counts"]`` (the paper's Figure 1, left);
-* fig2: NDCG@10 per popularity group, from ``results[part]["groups"]``, one panel per shift (the paper's Figure 2,
-  left; its per-time-period panel needs time groups the records do not carry yet);
+* fig2: NDCG@10 per popularity group (``results[part]["groups"]``, top row) and per time period T1..T5 of the test
+  targets (``results[part]["time_groups"]``, bottom row), one column per shift (the paper's Figure 2; its 2-D
+  projection of CausalDPO's representations is not drawn: records do not keep representations);
 * fig3: CausalDPO's NDCG@10 against the number of negatives and against beta (the paper's Figure 3).
 Every figure averages over the seeds found; a method or setting without records is left out of the plot.
 """
@@ -31,7 +32,7 @@ def _records(table: Table, label: str, column: int) -> list[dict]:
 
 
 def _by_group(mapping: dict) -> list:
-    """Values of a {"G1": .., "G2": ..} mapping in group order."""
+    """Values of a {"G1": .., "G2": ..} (or "T1".."T5") mapping in group order."""
     return [mapping[k] for k in sorted(mapping, key=lambda name: int(name[1:]))]
 
 
@@ -54,9 +55,11 @@ def figure(table: Table, out_dir: Path) -> str:
             _sweep(table, prefix, ax)
     else:
         cols = len(table.datasets)
-        fig, axes = plt.subplots(1, cols, figsize=(4.5 * cols, 3.4), squeeze=False)
-        for c in range(cols):
-            _groups_panel(table, c, axes[0][c])
+        keys = ("groups", "time_groups") if table.spec.name == "fig2" else ("recommendation_counts",)
+        fig, axes = plt.subplots(len(keys), cols, figsize=(4.5 * cols, 3.4 * len(keys)), squeeze=False)
+        for r, key in enumerate(keys):
+            for c in range(cols):
+                _groups_panel(table, c, axes[r][c], key)
     fig.suptitle(table.spec.title, fontsize=9)
     fig.tight_layout()
     path = out_dir / f"{table.spec.name}.png"
@@ -65,25 +68,26 @@ def figure(table: Table, out_dir: Path) -> str:
     return f"{table.spec.name}: wrote {path}"
 
 
-def _groups_panel(table: Table, c: int, ax) -> None:
+def _groups_panel(table: Table, c: int, ax, key: str) -> None:
     ax.set_title(table.column_label(c), fontsize=8)
+    letter = "T" if key == "time_groups" else "G"
     for row in table.rows:
         recs = _records(table, row.label, c)
-        if table.spec.name == "fig1":
-            ys = _group_series(recs, lambda res: _by_group(res["recommendation_counts"]))
+        if key == "recommendation_counts":
+            ys = _group_series(recs, lambda res: _by_group(res[key]))
         else:
-            ys = _group_series(recs, lambda res: [100 * g["NDCG@10"] if g["NDCG@10"] is not None else np.nan
-                                                  for g in _by_group(res["groups"])])
+            ys = _group_series(recs, lambda res: None if key not in res else [
+                100 * g["NDCG@10"] if g["NDCG@10"] is not None else np.nan for g in _by_group(res[key])])
         if ys is None:
             continue
-        if table.spec.name == "fig1":  # grouped bars, as the paper's Figure 1 (left)
+        if key == "recommendation_counts":  # grouped bars, as the paper's Figure 1 (left)
             width = 0.8 / len(table.rows)
             offset = (table.rows.index(row) - (len(table.rows) - 1) / 2) * width
             ax.bar(np.arange(len(ys)) + offset, ys, width, label=row.label)
             ax.set_xticks(np.arange(len(ys)), [f"G{i + 1}" for i in range(len(ys))])
         else:
-            ax.plot([f"G{i + 1}" for i in range(len(ys))], ys, marker="o", label=row.label)
-    ax.set_ylabel("top-10 recommendations" if table.spec.name == "fig1" else "NDCG@10 (%)")
+            ax.plot([f"{letter}{i + 1}" for i in range(len(ys))], ys, marker="o", label=row.label)
+    ax.set_ylabel("top-10 recommendations" if key == "recommendation_counts" else "NDCG@10 (%)")
     ax.legend(fontsize=7)
 
 

@@ -22,7 +22,7 @@ BACKBONES = {
     "default": {"llama": "tiny-llama", "qwen2": "tiny-qwen2", "qwen3": "tiny-qwen3"},
 }
 # methods that do not exist yet: Table 8's "w/o SFT" (CausalDPO aligned from the base backbone, no SFT stage)
-PLANNED_METHODS = {"causaldpo-nosft": "CausalDPO started from the base backbone (Table 8, w/o SFT)"}
+PLANNED_METHODS: dict[str, str] = {}  # method name -> what it will be, for grid rows whose method is not written yet
 
 
 @dataclass(frozen=True)
