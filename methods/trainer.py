@@ -78,7 +78,7 @@ def completion_logps(model, ids, mask, positions, lengths, want_hidden: bool = F
     """Summed log-probs of each row's completion (its last `lengths` tokens), plus hidden states if asked:
     (logps (N,), prompt_hidden (N, d) at the last prompt token, end_hidden (N, d) at the last token)."""
     keep = int(lengths.max()) + 1
-    dtype = model.get_input_embeddings().weight.dtype
+    dtype = getattr(model, "module", model).get_input_embeddings().weight.dtype   # DDP wraps the model
     out = model(input_ids=ids, attention_mask=padded_causal_mask(mask, dtype), position_ids=positions,
                 logits_to_keep=keep,
                 output_hidden_states=want_hidden, use_cache=False)

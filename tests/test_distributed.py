@@ -1,5 +1,8 @@
-"""Data parallelism for real: `accelerate launch --cpu --num_processes 2 -m bench run` on the smoke profile gives
-the record a single process gives (same key, split, samples; training equivalent up to data order), written once."""
+"""Data parallelism for real: two processes started by `accelerate launch` on the CPU, smoke profile, give the
+record a single process gives (same key, split, samples; training equivalent up to data order), written once.
+
+accelerate 1.15's `--cpu --num_processes 2` starts ONE process unless an MPI host file is configured; its torchrun
+path (`--multi_gpu`) with no visible GPU runs two CPU processes over gloo, which is what this test launches."""
 import json
 import os
 import subprocess
@@ -26,10 +29,10 @@ def test_a_batch_that_does_not_split_over_the_processes_is_refused(monkeypatch):
     assert distributed.per_device(12) == 4
 
 
-def _run(prefix: list[str], out: Path) -> dict[str, dict]:
+def _run(prefix: list[str], out: Path, env_extra: dict | None = None) -> dict[str, dict]:
     cmd = prefix + ["-m", "bench", "run", "--profile", "smoke", "--methods", "sft,causaldpo", "--shift", "temporal",
                     "--set", f"results_dir={out / 'results'}", "--set", f"cache_dir={out / 'cache'}"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", **(env_extra or {})}
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     files = sorted((out / "results").rglob("*.json"))
@@ -39,9 +42,9 @@ def _run(prefix: list[str], out: Path) -> dict[str, dict]:
 @pytest.mark.slow
 def test_two_cpu_processes_write_the_single_process_record(tmp_path):
     single = _run([sys.executable], tmp_path / "single")
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                 "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    parallel = _run(launcher, tmp_path / "parallel")
+    parallel = _run(launcher, tmp_path / "parallel", {"CUDA_VISIBLE_DEVICES": ""})
     assert set(parallel) == set(single) and len(single) == 2          # same keys, one file per method, no extras
     assert not list((tmp_path / "parallel" / "results").rglob("*.tmp*"))
     for name, one in single.items():
