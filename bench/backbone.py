@@ -60,10 +60,20 @@ def load_tokenizer(cfg: BackboneConfig, texts: list[str], cache_dir: Path):
         return tok
     digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
     path = cache_dir / "tokenizers" / digest
-    if not (path / "tokenizer.json").exists() and distributed.is_main():
+    if distributed.is_main() and _unreadable_tokenizer(path):  # missing or corrupt: (re)trained, never trusted
         save_atomically(train_word_tokenizer(texts), path)
     distributed.barrier()
     return AutoTokenizer.from_pretrained(path)
+
+
+def _unreadable_tokenizer(path: Path) -> bool:
+    if not (path / "tokenizer.json").exists():
+        return True
+    try:
+        AutoTokenizer.from_pretrained(path)
+    except Exception:  # noqa: BLE001 - a cache entry that does not load is rebuilt
+        return True
+    return False
 
 
 def tiny_config(cfg: BackboneConfig, tokenizer):
@@ -134,8 +144,13 @@ def save_atomically(obj, path: Path) -> None:
     try:
         obj.save_pretrained(tmp)
         if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+            shutil.rmtree(path, ignore_errors=True)
+        try:
+            os.replace(tmp, path)
+        except OSError:
+            if not path.exists():
+                raise
+            # another process sharing the cache put its copy of the same entry in place meanwhile: keep that one
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

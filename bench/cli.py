@@ -1,7 +1,8 @@
 """Command line: `python -m bench run ...`, `python -m bench ls` and `python -m bench data ...` (bench.data_cli).
 
-Bad input (an unknown method, shift, dataset, profile or `--set` key, a wrong value type, a missing model file) is
-reported on stderr as one `error:` line naming the input, with a non-zero exit and nothing written.
+Bad input (an unknown method, shift, dataset, profile or `--set` key, a wrong value type, a missing model file, a
+results folder that cannot be written) is reported on stderr as one `error:` line naming the input, with a non-zero
+exit and nothing written (status 2; 1 for a training run stopped by a non-finite loss, whose message names the step).
 """
 from __future__ import annotations
 
@@ -61,9 +62,12 @@ def main(argv: list[str] | None = None) -> int:
             from bench.leaderboard import command as leaderboard_command
             return getattr(leaderboard_command, args.command)(args, log)
         return run_command(args)
-    except (UnknownNameError, ConfigError, BackboneError, FileNotFoundError, ValueError) as err:
+    except (UnknownNameError, ConfigError, BackboneError, OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except FloatingPointError as err:  # methods.trainer.NonFiniteLoss, the SFT loss: "... at step N"
+        print(f"error: {err}", file=sys.stderr)
+        return 1
 
 
 def list_registries() -> int:
@@ -109,7 +113,9 @@ def run_command(args) -> int:
         methods.resolve(name, cfg.method_overrides.get(name))
 
     from bench.pipeline import run
+    from bench.results import check_writable
 
+    check_writable(cfg.results_dir, "results_dir")  # before hours of training, not after
     log(f"run: {', '.join(names)} on {cfg.data.dataset}/{cfg.data.shift}, profile {cfg.profile}, seed {cfg.seed}")
     records = run(cfg, names, log)
     if os.environ.get("RANK", "0") == "0":

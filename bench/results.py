@@ -27,6 +27,17 @@ def record_path(results_dir: str | Path, dataset: str, shift: str, method: str, 
     return Path(results_dir) / dataset / shift / f"{method.replace('+', '_')}-{key}.json"
 
 
+def check_writable(folder: str | Path, what: str) -> None:
+    """Create `folder` if needed and write a probe file in it; an OSError naming `what` and the folder otherwise."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise OSError(f"{what} {str(folder)!r} is not a writable folder: {err.strerror or err}") from None
+
+
 def write_record(path: Path, record: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

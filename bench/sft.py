@@ -103,14 +103,38 @@ def run_sft(model, tokenizer, prompts: list[list[int]], completions: list[list[i
     return trainer.model, timer.seconds_per_epoch(epochs)
 
 
+def cached_entry(path: Path) -> tuple[dict | None, str | None]:
+    """(stats, None) when `path` holds a complete SFT entry: stats JSON with seconds per epoch, a config and
+    weights whose safetensors headers cover their files (a truncated file fails); (None, what is wrong) otherwise.
+    A corrupt entry is retrained, never trusted."""
+    from safetensors import safe_open
+
+    try:
+        stats = json.loads((path / "sft_stats.json").read_text())
+        if not isinstance(stats, dict) or "seconds_per_epoch" not in stats:
+            return None, "sft_stats.json has no seconds_per_epoch"
+        weights = sorted(path.glob("*.safetensors"))
+        if not weights or not ((path / "config.json").is_file() or (path / "adapter_config.json").is_file()):
+            return None, "no weights or no config"
+        for file in weights:
+            with safe_open(str(file), framework="pt"):
+                pass
+    except Exception as err:  # noqa: BLE001 - whatever does not read is retrained
+        return None, f"{type(err).__name__}: {err}"
+    return stats, None
+
+
 def cached_sft(path: Path, build_model, tokenizer, prompts, completions, cfg, seed: int, device, dtype: str,
                log=print, weights: list[float] | None = None) -> dict:
-    """Train and save the cell's SFT model unless `path` already holds it; returns its stats (kept beside it).
+    """Train and save the cell's SFT model unless `path` already holds it (a complete entry, see `cached_entry`);
+    returns its stats (kept beside it).
     `weights` (per-sample loss weights) must be part of what `path` names."""
-    stats_file = path / "sft_stats.json"
-    if stats_file.exists():
-        log(f"sft: cached ({path})")
-        return json.loads(stats_file.read_text())
+    if (path / "sft_stats.json").exists():
+        stats, problem = cached_entry(path)
+        if stats is not None:
+            log(f"sft: cached ({path})")
+            return stats
+        log(f"sft: ignoring the corrupt cache entry {path} ({problem}); training again")
     log(f"sft: training on {len(prompts)} samples for {cfg.epochs} epochs")
     start = time.perf_counter()
     model, seconds = run_sft(build_model(), tokenizer, prompts, completions, cfg.epochs, cfg.learning_rate,

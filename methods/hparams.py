@@ -29,6 +29,8 @@ def coerce(value: Any, annotation: Any, where: str) -> Any:
     if annotation is int and isinstance(value, int) and not isinstance(value, bool):
         return value
     if annotation is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value != value:  # NaN (YAML's .nan): never a meaningful setting, and it would only surface mid-training
+            raise ConfigError(f"{where}: expected a number, got NaN")
         return float(value)
     if annotation is str and value is not None and not isinstance(value, (list, dict)):
         return str(value)

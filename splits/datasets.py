@@ -31,19 +31,24 @@ def load_dataset(name: str, **options) -> Dataset:
 
 
 def unique_titles(titles: dict[int, str]) -> dict[int, str]:
-    """Disambiguate titles shared by several items: in item-id order the first keeps it, the k-th gets " [k]"."""
-    taken = set(titles.values())
+    """Disambiguate titles shared by several items: in item-id order the first keeps it, the k-th gets " [k]".
+    Titles that differ only in whitespace count as shared: a whitespace-split tokenizer cannot tell them apart."""
+    def norm(title: str) -> str:
+        return " ".join(title.split())
+
+    taken = {norm(t) for t in titles.values()}
     seen: dict[str, int] = {}
     out: dict[int, str] = {}
     for item in sorted(titles):
         title = titles[item]
-        seen[title] = seen.get(title, 0) + 1
-        if seen[title] > 1:
-            k = seen[title]
-            while f"{title} [{k}]" in taken:
+        key = norm(title)
+        seen[key] = seen.get(key, 0) + 1
+        if seen[key] > 1:
+            k = seen[key]
+            while norm(f"{title} [{k}]") in taken:
                 k += 1
             title = f"{title} [{k}]"
-            taken.add(title)
+            taken.add(norm(title))
         out[item] = title
     return out
 

@@ -13,6 +13,7 @@ writes ``DIR/NAME/``:
 * ``manifest.json``: format version, the raw files read (size and sha256), the reader's ``info``, the counts and a
   ``fingerprint`` (sha256 over the arrays and the titles) that `load_prepared` checks on every load.
 
+Raw files that yield no rating or no title (empty, or every line skipped) are an error, and nothing is written.
 The folder is written under a temporary name in ``DIR`` and renamed into place, so a failed or interrupted
 preparation leaves nothing half-written (and an earlier preparation untouched). The filters are applied at load
 time (`make_dataset`), so ``positive_threshold`` / ``min_user_positives`` stay options of `load_dataset`.
@@ -111,6 +112,12 @@ def prepare(name: str, raw: str | os.PathLike, root: str | os.PathLike | None = 
     spec = RAW_DATASETS.get(name)
     root = data_dir(root)
     data = spec.reader(Path(raw))
+    if len(data.interactions) == 0 or not data.titles:
+        what = "titles" if not data.titles else "ratings"
+        skipped = data.info.get("skipped_lines")
+        raise ValueError(f"{name}: no {what} read from {', '.join(str(p) for p in data.files)} (empty, truncated or "
+                         f"not in the published format/encoding?{f' skipped lines: {skipped}' if skipped else ''}); "
+                         f"nothing prepared")
     arrays = _arrays(data.interactions)
     manifest = {
         "dataset": name,

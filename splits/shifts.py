@@ -66,8 +66,12 @@ SHIFTS: Registry[ShiftBuilder] = Registry("shift")
 def build_split(dataset: Dataset, shift: str, seed: int, **options) -> Split:
     """Build the named shift of ``dataset`` with ``numpy.random.default_rng(seed)``; options go to the builder."""
     make = SHIFTS.get(shift)
-    parts, info = make(dataset, np.random.default_rng(seed), **options)
     n = len(dataset.positives)
+    if n == 0:
+        raise ValueError(f"dataset {dataset.name!r} has no positive interaction left after its filters "
+                         f"({dataset.info.get('positive_rule', 'positive threshold')}, users with >= "
+                         f"{dataset.min_user_positives} positives): nothing to split")
+    parts, info = make(dataset, np.random.default_rng(seed), **options)
     info = {
         "n_positives": n,
         "sizes": {part: len(parts[part]) for part in PARTS},

@@ -4,7 +4,7 @@ so there is no download URL).
 Files (``--raw`` is the folder holding them): ``yelp_academic_dataset_review.json`` (one JSON object a line; we read
 ``user_id``, ``business_id``, ``stars`` (1-5) and ``date`` ("YYYY-MM-DD HH:MM:SS", or "YYYY-MM-DD" in older
 rounds; read as UTC, stored as Unix seconds)) and ``yelp_academic_dataset_business.json`` (``business_id``,
-``name``, ``city``).
+``name``, ``city``), both UTF-8 (a line that does not decode is an error naming ``file:line``).
 
 Filters. Positive: ``stars > 4``, i.e. 5 stars (``positive_threshold=5``); users with at least 40 positives (the
 paper says "interactions"; we count positives, as for the MovieLens sets).
@@ -46,8 +46,12 @@ def find_folder(raw: Path) -> Path:
 
 
 def _records(path: Path, keys: tuple[str, ...]):
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:  # the published files are UTF-8: another encoding is a wrong file
+                raise LineError(path, n, f"not UTF-8 ({err.reason} at byte {err.start})") from None
             if not line.strip():
                 continue
             try:

@@ -41,11 +41,43 @@ def _setup(args):
     from bench.leaderboard.records import profile_config
 
     names = table_names(args.tables)
-    seeds = [int(s) for s in str(args.seeds).split(",") if s.strip()]
+    try:
+        seeds = [int(s) for s in str(args.seeds).split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"--seeds {args.seeds!r}: expected comma-separated integers, e.g. 0,1,2") from None
     if not seeds:
         raise ValueError("--seeds is empty")
     profile_config(args.profile)  # an unknown profile fails here, with "did you mean"
+    check_sets(args.profile, args.set)
     return names, seeds
+
+
+def check_sets(profile: str, sets: list[str]) -> None:
+    """Every `--set` must name a config key or a registered method's hyperparameter, with a value of the right type,
+    even when no cell of the chosen tables uses it: a grid passes `<method>.<key>=...` only to that method's cells,
+    so a misspelt section would otherwise be ignored without a word."""
+    import copy
+
+    import methods
+    from bench.config import SECTIONS, apply_overrides
+    from bench.leaderboard.records import profile_config
+    from methods.hparams import ConfigError
+    from splits.registry import UnknownNameError
+
+    cfg = copy.deepcopy(profile_config(profile))
+    for text in sets:
+        key = text.split("=", 1)[0]
+        head = key.split(".", 1)[0]
+        if "=" in text and "." in key and head not in SECTIONS:
+            try:
+                methods.method_class(head)
+            except UnknownNameError as err:
+                raise ConfigError(f"--set {text}: {head!r} is neither a config section ({', '.join(SECTIONS)}) "
+                                  f"nor a method: {err}") from None
+            apply_overrides(cfg, [text], [head])
+            methods.resolve(head, cfg.method_overrides.get(head))
+        else:
+            apply_overrides(cfg, [text], [])
 
 
 def leaderboard(args, log) -> int:
@@ -59,6 +91,9 @@ def leaderboard(args, log) -> int:
     i, n = parse_shard(args.shard)
     status = 0
     if not args.render_only:
+        if not args.dry_run:
+            from bench.results import check_writable
+            check_writable(args.results, "--results")
         cells = expand(names, args.profile, seeds, cfg.data.dataset, cfg.backbone.name)
         groups = group_cells(cells)
         mine = shard(groups, i, n)
