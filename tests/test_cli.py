@@ -69,7 +69,7 @@ def test_same_seed_gives_identical_metrics_in_a_fresh_process(first_run, tmp_pat
     (["run", "--methods", "dpo", "--set", "nosuch.key=1"], "unknown section"),
     (["run", "--methods", "dpo", "--set", "dpo.gamma=1"], "unknown hyperparameter 'gamma'"),
     (["run", "--methods", "dpo", "--set", "sft.epochs"], "expected key=value"),
-    (["run", "--methods", "dpo", "--ranking", "grounding"], "unknown ranking protocol"),
+    (["run", "--methods", "dpo", "--ranking", "groundin"], "unknown ranking protocol"),
     (["run", "--methods", "sprec+causal"], "unknown method"),
 ])
 def test_bad_input_exits_2_naming_it(argv, message, capsys, tmp_path):
