@@ -60,6 +60,7 @@ class MostPopular(Method):
 
     def fit(self, ctx: MethodContext):
         order = np.lexsort((np.arange(len(ctx.train_counts)), -ctx.train_counts))
+        ctx.stats["protocol"] = "popularity order"
         return _FixedRanker(lambda _row: order)
 
 
@@ -72,4 +73,5 @@ class RandomRanking(Method):
 
     def fit(self, ctx: MethodContext):
         n, seed = len(ctx.items), ctx.seed
+        ctx.stats["protocol"] = "random order"
         return _FixedRanker(lambda row: np.random.default_rng([seed, row]).permutation(n))
