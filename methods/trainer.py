@@ -29,6 +29,7 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from bench import distributed
+from bench.ranking import left_pad
 from methods.losses import LogProbs
 
 
@@ -52,13 +53,7 @@ class PreferencePairs:
 
 def left_padded(prompts: list[list[int]], completions: list[list[int]], pad_id: int, device):
     """(input_ids, attention_mask, position_ids, completion lengths) for prompt+completion rows, left-padded."""
-    rows = [p + c for p, c in zip(prompts, completions)]
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        ids[i, width - len(row):] = torch.tensor(row)
-        mask[i, width - len(row):] = 1
+    ids, mask = left_pad([p + c for p, c in zip(prompts, completions)], pad_id)
     positions = (mask.cumsum(1) - 1).clamp_min(0)
     lengths = torch.tensor([len(c) for c in completions])
     return ids.to(device), mask.to(device), positions.to(device), lengths.to(device)
