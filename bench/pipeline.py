@@ -134,7 +134,7 @@ class Cell:
             items=self.items, completions=self.completions, train_counts=self.train_counts,
             preference=self.cfg.preference, seed=self.cfg.seed, device=self.device, tokenizer=self.tokenizer,
             load_sft_model=self.sft_model, load_base_model=self.base_model, sft_tag=self.sft_tag,
-            sft_step=self.sft_step, sft_config=self.cfg.sft,
+            sft_step=self.sft_step, sft_config=self.cfg.sft, catalogue=self.catalogue,
             reference_logps=lambda loader, tag, pairs: cached_reference_logps(
                 self.cache_dir, tag, loader, pairs, self.tokenizer.pad_token_id, self.device, self.log),
             recommender=lambda model: LLMRecommender(model, self.catalogue, self.cfg.ranking.protocol,

@@ -61,8 +61,19 @@ class MethodContext:
     predict_top1: Callable[[Any, list[list[int]]], np.ndarray]  # constrained greedy item per prompt
     output_dir: Any
     sft_config: Any = None                  # bench.config.SFTConfig of the run (epochs, learning rate, batch size)
+    catalogue: Any = None                   # the harness's bench.ranking.Catalogue (its title trie built once)
     log: Callable[[str], None] = print
     stats: dict = field(default_factory=dict)  # a method's own figures, copied into its record
+
+
+def catalogue_of(ctx: MethodContext) -> Catalogue:
+    """The run's catalogue: the harness's own, or one built the same way for hand-made contexts."""
+    if getattr(ctx, "catalogue", None) is not None:
+        return ctx.catalogue
+    from bench.ranking import Catalogue  # not at import time: bench imports the methods package
+
+    return Catalogue(items=[int(i) for i in ctx.items], completions=[ctx.completions[int(i)] for i in ctx.items],
+                     eos_id=ctx.tokenizer.eos_token_id, pad_id=ctx.tokenizer.pad_token_id)
 
 
 class Method:

@@ -27,7 +27,7 @@ import torch
 
 from bench.grounding import EMBEDDERS, make_embedder
 from bench.ranking import Catalogue, rank
-from methods.base import Method, MethodContext, Paper, register
+from methods.base import Method, MethodContext, Paper, catalogue_of, register
 
 
 @dataclass
@@ -79,8 +79,7 @@ class BIGRec(Method):
 
     def fit(self, ctx: MethodContext):
         cfg, tok = self.config, ctx.tokenizer
-        catalogue = Catalogue(items=[int(i) for i in ctx.items], completions=[ctx.completions[int(i)] for i in ctx.items],
-                              eos_id=tok.eos_token_id, pad_id=tok.pad_token_id)
+        catalogue = catalogue_of(ctx)
         embedder = make_embedder(cfg.embedder, tok, ctx.load_base_model, ctx.device)
         adjust = popularity_adjust(ctx.train_counts, cfg.gamma, ctx.device) if cfg.gamma else None
         ctx.stats.update(protocol="grounding", embedder=cfg.embedder, num_beams=cfg.num_beams, gamma=cfg.gamma)

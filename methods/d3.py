@@ -40,7 +40,7 @@ import numpy as np
 
 from bench.d3_decoding import TrieMass, d3_rank
 from bench.ranking import Catalogue
-from methods.base import Method, MethodContext, Paper, register
+from methods.base import Method, MethodContext, Paper, catalogue_of, register
 from methods.sasrec import SASRecConfig, TrainedSASRec, fit_sasrec
 
 
@@ -70,12 +70,6 @@ class D3Recommender:
                              length_penalty=self.cfg.length_penalty, floor=self.cfg.assistant_floor, mass=self.mass)
             topk[part], valid[part] = result.topk, result.valid
         return topk, valid
-
-
-def catalogue_of(ctx: MethodContext) -> Catalogue:
-    """The run's catalogue (same items, completions, EOS and pad as the harness's)."""
-    return Catalogue(items=[int(i) for i in ctx.items], completions=[ctx.completions[int(i)] for i in ctx.items],
-                     eos_id=ctx.tokenizer.eos_token_id, pad_id=ctx.tokenizer.pad_token_id)
 
 
 @register
