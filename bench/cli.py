@@ -81,9 +81,10 @@ def list_registries() -> int:
     print("protocols: ", ", ".join(PROTOCOLS.names()))
     print("profiles:  ", ", ".join(PROFILES.names()))
     print("methods:")
+    width = max(len(n) for n in methods.METHODS.names())
     for name in methods.METHODS.names():
         paper = methods.METHODS.get(name).paper
-        print(f"  {name:<12} {paper.title}" + (f" (arXiv {paper.arxiv})" if paper.arxiv else ""))
+        print(f"  {name:<{width}} {paper.title}" + (f" (arXiv {paper.arxiv})" if paper.arxiv else ""))
     print("  <name>+causal  any pairwise preference method with CausalDPO's regularizer")
     return 0
 
