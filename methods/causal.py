@@ -43,6 +43,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import sklearn
 import torch
 import torch.nn.functional as F
 from sklearn.cluster import DBSCAN
@@ -73,14 +74,17 @@ def dbscan_labels(z: np.ndarray, min_samples: int, eps_quantile: float) -> np.nd
     np.fill_diagonal(dist, np.inf)
     kth = np.sort(dist, axis=1)[:, min(max(min_samples - 1, 1), n - 1) - 1]
     eps = max(float(np.quantile(kth, eps_quantile)), 1e-6)
-    return DBSCAN(eps=eps, min_samples=min_samples).fit_predict(z)
+    # one call per training step on a finite B x d' matrix we built: skip scikit-learn's per-call validation, which
+    # costs more than the clustering itself at B = 16 (brute force: the batch is tiny, a tree does not pay off)
+    with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+        return DBSCAN(eps=eps, min_samples=min_samples, algorithm="brute").fit_predict(z)
 
 
 def soft_assign(z: torch.Tensor, labels: np.ndarray, temperature: float) -> torch.Tensor:
     """Eq. 7 centres of the found clusters and Eq. 8 soft assignments p (B, K)."""
     clusters = sorted(set(labels.tolist()) - {-1})
-    label_t = torch.as_tensor(labels, device=z.device)
-    centres = torch.stack([z[label_t == k].mean(0) for k in clusters])
+    member = torch.as_tensor(labels[:, None] == np.asarray(clusters)[None, :], dtype=z.dtype, device=z.device)
+    centres = (member.T @ z) / member.sum(0).unsqueeze(1)  # (K, d'): the mean of each cluster's members
     return torch.softmax(-torch.cdist(z, centres) / temperature, dim=1)
 
 
@@ -88,7 +92,10 @@ def backdoor_adjusted(per_sample: torch.Tensor, p: torch.Tensor, reduce=mean_red
     """Eq. 6: sum_k p_hat_k * reduce(l, w_k), w_ik = p_ik / sum_i p_ik, p_hat_k = mean_i p_ik. With the mean this is
     sum_k p_hat_k * (sum_i p_ik l_i / sum_i p_ik)."""
     weights = p / p.sum(0, keepdim=True)
-    env_losses = torch.stack([reduce(per_sample, weights[:, k]) for k in range(p.shape[1])])
+    if reduce is mean_reduce:  # the same sums in one product
+        env_losses = weights.T @ per_sample
+    else:
+        env_losses = torch.stack([reduce(per_sample, weights[:, k]) for k in range(p.shape[1])])
     return (p.mean(0) * env_losses).sum()
 
 
