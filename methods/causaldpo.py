@@ -6,12 +6,23 @@ where the paper is vague is listed in `methods.causal`'s docstring. Defaults: be
 
 `causaldpo-nosft` is the paper's Table 8 ablation "w/o SFT": the same training started from the untrained backbone,
 which is then also the reference model (DPO's reference is the model training starts from).
+
+`causaldpo-selfplay` is Figure 3's "number of training iterations N": the paper adopts "the iterative optimization
+strategy proposed in (Gao et al., 2024)" (SPRec) without further detail. Round 1 is `causaldpo` exactly (random
+negatives, from the SFT model), so N = 1 is the main tables' CausalDPO; each further round is an SPRec round
+(`methods.sprec.self_play_round`: draw `samples_per_iteration` training samples, the current model's constrained
+top-1 prediction becomes the one rejected response where it misses the target, an SFT step of `sft_epochs` on the
+drawn samples, then the preference step with that round's SFT model as reference) whose preference step is
+CausalDPO's loss with a fresh causal regularizer. `seconds_per_epoch` is round 1's, as `causaldpo`'s.
 """
 from __future__ import annotations
 
-from methods.base import Paper, register
+import dataclasses
+
+from methods.base import MethodContext, Paper, register
 from methods.dpo import DPO
 from methods.preference import with_causal
+from methods.sprec import self_play_round
 
 CausalDPO = register(with_causal(
     DPO, name="causaldpo",
@@ -24,3 +35,33 @@ class CausalDPONoSFT(CausalDPO):
     name = "causaldpo-nosft"
     paper = Paper("CausalDPO ablation w/o SFT (Table 8): CausalDPO from the base backbone", "2603.22335")
     uses_sft = False
+
+
+@dataclasses.dataclass
+class CausalDPOSelfPlayConfig(CausalDPO.Config):
+    iterations: int = dataclasses.field(default=4, metadata={
+        "help": "N: training rounds; round 1 is causaldpo, each further one an SPRec self-play round (the paper's "
+                "best N on Book-Crossing is 4)"})
+    samples_per_iteration: int = dataclasses.field(default=2048, metadata={
+        "help": "training samples drawn per self-play round"})
+    sft_epochs: float = dataclasses.field(default=1.0, metadata={"help": "epochs of each self-play round's SFT step"})
+
+
+@register
+class CausalDPOSelfPlay(CausalDPO):
+    name = "causaldpo-selfplay"
+    paper = Paper("CausalDPO with SPRec's iterative self-play rounds (Figure 3, iterations N)", "2603.22335")
+    Config = CausalDPOSelfPlayConfig
+
+    def fit(self, ctx: MethodContext):
+        cfg = self.config
+        model = self.train(ctx)
+        kept = []
+        for round_ in range(1, cfg.iterations):
+            model, _, _, n_pairs = self_play_round(
+                ctx, model, round_, cfg.iterations, cfg.samples_per_iteration, cfg.sft_epochs,
+                lambda m, pairs, ref: self.train_pairs(ctx, m, pairs, ref)[:2],
+                f"{ctx.sft_tag}/causaldpo-selfplay/seed{ctx.seed}/round{round_}/{cfg}")
+            kept.append(n_pairs)
+        ctx.stats["self_play_pairs_per_round"] = kept
+        return ctx.recommender(model)

@@ -94,6 +94,10 @@ class PreferenceMethod(Method):
         return None
 
     def fit(self, ctx: MethodContext):
+        return ctx.recommender(self.train(ctx))
+
+    def train(self, ctx: MethodContext):
+        """The recipe of the module docstring; returns the trained model and fills `ctx.stats`."""
         cfg = ctx.preference
         rows = sample_rows(len(ctx.train.targets), cfg.max_pairs, ctx.seed)
         negatives = self.negatives(ctx, rows)
@@ -104,15 +108,8 @@ class PreferenceMethod(Method):
             ref = ReferenceLogps(np.zeros(len(pairs), dtype=np.float32),
                                  np.zeros((len(pairs), cfg.negatives), dtype=np.float32), 0.0)
         model = self.starting_point(ctx)[0]()
-        regularizer = None
-        if self.causal:
-            fields = {f.name for f in dataclasses.fields(CausalConfig)}
-            causal_cfg = CausalConfig(**{k: v for k, v in dataclasses.asdict(self.config).items() if k in fields})
-            regularizer = CausalRegularizer(model.config.hidden_size, causal_cfg)
         ctx.log(f"{self.name}: training on {len(pairs)} prompts x (1 chosen + {cfg.negatives} rejected)")
-        model, seconds, history = train_preference(model, pairs, ref, self.loss_fn(), self.reduce, self.config.beta,
-                                                   cfg, ctx.seed, ctx.device, ctx.tokenizer.pad_token_id,
-                                                   regularizer, chosen_reward=self.chosen_reward)
+        model, seconds, history = self.train_pairs(ctx, model, pairs, ref)
         ref_seconds = float(getattr(ref, "seconds", float("nan")))
         ctx.stats.update(seconds_per_epoch=seconds + ref_seconds, train_seconds_per_epoch=seconds,
                          reference_seconds_per_epoch=ref_seconds, reference_model=self.needs_reference,
@@ -122,7 +119,19 @@ class PreferenceMethod(Method):
         if self.causal:
             ctx.stats["single_env_fraction"] = float(np.mean(history["causal/single_env"]))
             ctx.stats["mean_envs"] = float(np.mean(history["causal/envs"]))
-        return ctx.recommender(model)
+        return model
+
+    def train_pairs(self, ctx: MethodContext, model, pairs: PreferencePairs, ref):
+        """One training run of `model` on `pairs` with this method's loss (and a fresh causal regularizer for the
+        `+causal` variants); returns (model, seconds per epoch, logged history)."""
+        regularizer = None
+        if self.causal:
+            fields = {f.name for f in dataclasses.fields(CausalConfig)}
+            causal_cfg = CausalConfig(**{k: v for k, v in dataclasses.asdict(self.config).items() if k in fields})
+            regularizer = CausalRegularizer(model.config.hidden_size, causal_cfg)
+        return train_preference(model, pairs, ref, self.loss_fn(), self.reduce, self.config.beta, ctx.preference,
+                                ctx.seed, ctx.device, ctx.tokenizer.pad_token_id, regularizer,
+                                chosen_reward=self.chosen_reward)
 
 
 def _copy(f: dataclasses.Field) -> dataclasses.Field:

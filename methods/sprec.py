@@ -44,28 +44,44 @@ class SPRec(Method):
     def fit(self, ctx: MethodContext):
         cfg, pref = self.config, ctx.preference
         model = ctx.load_sft_model()
-        dpo_seconds, sft_seconds, kept = [], [], []
-        for round_ in range(cfg.iterations):
-            rows = sample_rows(len(ctx.train.targets), cfg.samples_per_iteration, ctx.seed + 1000 * round_)
-            prompts = [ctx.train.prompts[i] for i in rows]
-            predicted = ctx.predict_top1(model, prompts)
-            wrong = (predicted != ctx.train.targets[rows]) & (predicted >= 0)
-            kept.append(int(wrong.sum()))
-            ctx.log(f"sprec round {round_ + 1}/{cfg.iterations}: {wrong.sum()} of {len(rows)} predictions differ "
-                    f"from the target and become rejected responses")
-            model, seconds = ctx.sft_step(model, prompts, ctx.train.targets[rows], cfg.sft_epochs,
-                                          pref.learning_rate)
-            sft_seconds.append(seconds)
-            if not wrong.any():
-                continue
-            pairs = preference_pairs(ctx, predicted[wrong][:, None], rows[wrong])
-            sft_model = model
-            ref = ctx.reference_logps(lambda: sft_model, f"{ctx.sft_tag}/sprec/seed{ctx.seed}/round{round_}/{cfg}",
-                                      pairs)
+
+        def dpo_step(model, pairs, ref):
             model, seconds, _ = train_preference(model, pairs, ref, lambda p, r: dpo_loss(p, r, cfg.beta),
                                                  mean_reduce, cfg.beta, pref, ctx.seed, ctx.device,
                                                  ctx.tokenizer.pad_token_id)
-            dpo_seconds.append(seconds)
+            return model, seconds
+
+        dpo_seconds, sft_seconds, kept = [], [], []
+        for round_ in range(cfg.iterations):
+            model, sft_s, dpo_s, n_pairs = self_play_round(
+                ctx, model, round_, cfg.iterations, cfg.samples_per_iteration, cfg.sft_epochs, dpo_step,
+                f"{ctx.sft_tag}/sprec/seed{ctx.seed}/round{round_}/{cfg}")
+            sft_seconds.append(sft_s)
+            kept.append(n_pairs)
+            if dpo_s is not None:
+                dpo_seconds.append(dpo_s)
         ctx.stats.update(seconds_per_epoch=float(np.median(dpo_seconds)) if dpo_seconds else float("nan"),
                          sft_step_seconds_per_epoch=float(np.median(sft_seconds)), pairs_per_round=kept)
         return ctx.recommender(model)
+
+
+def self_play_round(ctx: MethodContext, model, round_: int, rounds: int, samples: int, sft_epochs: float,
+                    preference_step, reference_tag: str):
+    """Steps 1-5 of one SPRec round on `model`; `preference_step(model, pairs, ref) -> (model, seconds)` is the
+    DPO step (SPRec's DPO, or CausalDPO's loss and regularizer in `causaldpo-selfplay`). Returns (model, SFT-step
+    seconds per epoch, preference-step seconds per epoch or None when no prediction was wrong, pairs kept)."""
+    rows = sample_rows(len(ctx.train.targets), samples, ctx.seed + 1000 * round_)
+    prompts = [ctx.train.prompts[i] for i in rows]
+    predicted = ctx.predict_top1(model, prompts)
+    wrong = (predicted != ctx.train.targets[rows]) & (predicted >= 0)
+    ctx.log(f"self-play round {round_ + 1}/{rounds}: {wrong.sum()} of {len(rows)} predictions differ "
+            f"from the target and become rejected responses")
+    model, sft_seconds = ctx.sft_step(model, prompts, ctx.train.targets[rows], sft_epochs,
+                                      ctx.preference.learning_rate)
+    if not wrong.any():
+        return model, sft_seconds, None, 0
+    pairs = preference_pairs(ctx, predicted[wrong][:, None], rows[wrong])
+    sft_model = model
+    ref = ctx.reference_logps(lambda: sft_model, reference_tag, pairs)
+    model, seconds = preference_step(model, pairs, ref)
+    return model, sft_seconds, seconds, int(wrong.sum())

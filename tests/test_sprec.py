@@ -19,7 +19,8 @@ class Tok:
     pad_token_id = 0
 
 
-def test_each_round_generates_negatives_then_sft_then_dpo_against_that_sft_model():
+def stub_context():
+    """A MethodContext whose generation always predicts item 10, with an event log of every stage."""
     items = np.arange(10, 16)
     completions = {int(i): [int(i), 2] for i in items}
     targets = np.array([10, 11, 12, 13, 14, 15, 10, 11])
@@ -49,6 +50,11 @@ def test_each_round_generates_negatives_then_sft_then_dpo_against_that_sft_model
         load_sft_model=tiny_model, load_base_model=tiny_model, sft_tag="sft", sft_step=sft_step,
         reference_logps=reference, recommender=lambda model: model, predict_top1=predict_top1, output_dir=None,
         log=lambda m: None)
+    return ctx, events, refs, completions
+
+
+def test_each_round_generates_negatives_then_sft_then_dpo_against_that_sft_model():
+    ctx, events, refs, completions = stub_context()
     method = resolve("sprec", {"iterations": 2, "samples_per_iteration": 8})
     model = method.fit(ctx)
     kinds = [e[0] for e in events]
@@ -61,4 +67,20 @@ def test_each_round_generates_negatives_then_sft_then_dpo_against_that_sft_model
     initial = tiny_model().model.embed_tokens.weight
     assert torch.allclose(ref_weights, initial + 0.01)       # the reference is this round's SFT model
     assert ctx.stats["pairs_per_round"] == [6, 6] and ctx.stats["seconds_per_epoch"] > 0
+    assert isinstance(model, LlamaForCausalLM)
+
+
+def test_causaldpo_selfplay_is_causaldpo_then_self_play_rounds_with_the_regularizer():
+    ctx, events, refs, completions = stub_context()
+    ctx.preference.max_pairs = None
+    method = resolve("causaldpo-selfplay", {"iterations": 3, "samples_per_iteration": 8})
+    assert method.causal and method.config.mmd_weight == 1.0
+    model = method.fit(ctx)
+    kinds = [e[0] for e in events]
+    # round 1 = causaldpo: random negatives, reference = the SFT model; then two SPRec rounds
+    assert kinds == ["reference"] + ["generate", "sft", "reference"] * 2
+    assert events[0][1] == "sft" and len({e[1] for e in events if e[0] == "reference"}) == 3
+    assert ctx.stats["self_play_pairs_per_round"] == [6, 6]
+    assert "mean_envs" in ctx.stats and ctx.stats["train_seconds_per_epoch"] > 0  # round 1: causaldpo stats
+    assert all(r == [completions[10]] for r in refs[1][0].rejected)         # self-play negatives from round 2 on
     assert isinstance(model, LlamaForCausalLM)

@@ -5,7 +5,8 @@
 * fig2: NDCG@10 per popularity group (``results[part]["groups"]``, top row) and per time period T1..T5 of the test
   targets (``results[part]["time_groups"]``, bottom row), one column per shift (the paper's Figure 2; its 2-D
   projection of CausalDPO's representations is not drawn: records do not keep representations);
-* fig3: CausalDPO's NDCG@10 against the number of negatives and against beta (the paper's Figure 3).
+* fig3: CausalDPO's NDCG@10 against the training iterations N (`causaldpo-selfplay`), the number of negatives and
+  beta (the paper's Figure 3).
 Every figure averages over the seeds found; a method or setting without records is left out of the plot.
 """
 from __future__ import annotations
@@ -50,8 +51,8 @@ def figure(table: Table, out_dir: Path) -> str:
     if not table.records:
         return f"{table.spec.name}: skipped (no records)"
     if table.spec.name == "fig3":
-        fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), squeeze=False)
-        for ax, prefix in zip(axes[0], ("negatives", "beta")):
+        fig, axes = plt.subplots(1, 3, figsize=(13, 3.4), squeeze=False)
+        for ax, prefix in zip(axes[0], ("iterations", "negatives", "beta")):
             _sweep(table, prefix, ax)
     else:
         cols = len(table.datasets)
@@ -99,7 +100,8 @@ def _sweep(table: Table, prefix: str, ax) -> None:
             xs.append(float(row.label.split("=")[1]))
             ys.append(value)
     ax.plot(xs, ys, marker="o")
-    ax.set_xscale("log", base=2)
+    if prefix != "iterations":
+        ax.set_xscale("log", base=2)
     if xs:
         ax.set_xticks(xs, [f"{x:g}" for x in xs])
     ax.set_title(f"{table.column_label(0)}: {prefix}", fontsize=8)

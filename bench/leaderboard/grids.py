@@ -115,8 +115,11 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in (
     TableSpec("fig2", "Figure 2: NDCG@10 per popularity group (G1 head .. G5 tail)", OOD[:2],
               _rows((("SFT", "sft"), ("DPO", "dpo"), ("SDPO", "sdpo"), ("SPRec", "sprec"),
                      ("CausalDPO", "causaldpo"))), kind="figure"),
-    TableSpec("fig3", "Figure 3: CausalDPO's sensitivity to the number of negatives and to beta (NDCG@10)", BOOK,
-              tuple(Row(f"negatives={k}", "causaldpo", overrides=(f"preference.negatives={k}",)) for k in (1, 2, 4, 8))
+    TableSpec("fig3", "Figure 3: CausalDPO's sensitivity to iterations N, negatives and beta (NDCG@10)", BOOK,
+              (Row("iterations=1", "causaldpo"),)
+              + tuple(Row(f"iterations={n}", "causaldpo-selfplay", overrides=(f"causaldpo-selfplay.iterations={n}",))
+                      for n in (2, 3, 4))
+              + tuple(Row(f"negatives={k}", "causaldpo", overrides=(f"preference.negatives={k}",)) for k in (1, 2, 4, 8))
               + tuple(Row(f"beta={b}", "causaldpo", overrides=(f"causaldpo.beta={b}",)) for b in (0.5, 1, 2, 5)),
               metrics=("NDCG@10",), kind="figure"),
 )}
