@@ -130,7 +130,8 @@ class Cell:
     def context(self, method_output: Path) -> MethodContext:
         return MethodContext(
             split=self.split,
-            train=TrainingSamples(self.train_prompts, self.train.targets, self.train.histories, self.train.users),
+            train=TrainingSamples(self.train_prompts, self.train.targets, self.train.histories, self.train.users,
+                                  self.train.timestamps),
             items=self.items, completions=self.completions, train_counts=self.train_counts,
             preference=self.cfg.preference, seed=self.cfg.seed, device=self.device, tokenizer=self.tokenizer,
             load_sft_model=self.sft_model, load_base_model=self.base_model, sft_tag=self.sft_tag,

@@ -39,6 +39,7 @@ class TrainingSamples:
     targets: np.ndarray
     histories: list[np.ndarray]
     users: np.ndarray | None = None         # user id per sample (None in hand-built test contexts)
+    timestamps: np.ndarray | None = None    # the target interaction's timestamp per sample (None: not known)
 
 
 @dataclass

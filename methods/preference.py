@@ -30,9 +30,11 @@ import numpy as np
 import torch
 
 from methods.base import Method, MethodContext, Paper
+from bench.metrics import popularity_groups, time_periods
 from methods.causal import CausalConfig, CausalRegularizer
 from methods.losses import LOSSES, LogProbs, mean_reduce
 from methods.negatives import random_negatives
+from methods.projection import environment_projection
 from methods.trainer import PreferencePairs, ReferenceLogps, implicit_chosen_reward, train_preference
 
 
@@ -119,16 +121,28 @@ class PreferenceMethod(Method):
         if self.causal:
             ctx.stats["single_env_fraction"] = float(np.mean(history["causal/single_env"]))
             ctx.stats["mean_envs"] = float(np.mean(history["causal/envs"]))
+            ctx.stats["projection"] = self.projection(ctx, model, rows)
         return model
+
+    def projection(self, ctx: MethodContext, model, rows: np.ndarray, n: int = 512) -> dict:
+        """Figure 2 (right): `methods.projection` over a seeded sample of `n` of the preference prompts."""
+        sample = np.sort(np.random.default_rng(ctx.seed).permutation(rows)[:n])
+        position = {int(item): p for p, item in enumerate(ctx.items)}
+        groups = popularity_groups(ctx.train_counts)[[position[int(t)] for t in ctx.train.targets[sample]]]
+        stamps = ctx.train.timestamps
+        periods = None if stamps is None else time_periods(stamps[sample])
+        return environment_projection(model, self.regularizer_, [ctx.train.prompts[i] for i in sample], groups,
+                                      periods, ctx.tokenizer.pad_token_id, ctx.device)
 
     def train_pairs(self, ctx: MethodContext, model, pairs: PreferencePairs, ref):
         """One training run of `model` on `pairs` with this method's loss (and a fresh causal regularizer for the
         `+causal` variants); returns (model, seconds per epoch, logged history)."""
-        regularizer = None
+        regularizer = None  # kept as `self.regularizer_` after training (the projection figure uses its g)
         if self.causal:
             fields = {f.name for f in dataclasses.fields(CausalConfig)}
             causal_cfg = CausalConfig(**{k: v for k, v in dataclasses.asdict(self.config).items() if k in fields})
             regularizer = CausalRegularizer(model.config.hidden_size, causal_cfg)
+        self.regularizer_ = regularizer
         return train_preference(model, pairs, ref, self.loss_fn(), self.reduce, self.config.beta, ctx.preference,
                                 ctx.seed, ctx.device, ctx.tokenizer.pad_token_id, regularizer,
                                 chosen_reward=self.chosen_reward)

@@ -311,3 +311,24 @@ def test_figures_skip_gracefully(tmp_path, monkeypatch):
     assert "matplotlib is not installed" in figures.figure(table, tmp_path)
     monkeypatch.setattr(figures, "_pyplot", lambda: object())
     assert "no records" in figures.figure(table, tmp_path)
+
+
+def test_figures_render_group_time_projection_and_sweep_panels(tmp_path):
+    pytest.importorskip("matplotlib")
+    from bench.leaderboard import figures
+    rng = np.random.default_rng(0)
+    for name in ("fig2", "fig3"):
+        for cell in expand([name], "tiny", [0], "ml-100k", "tiny-llama"):
+            cfg = cell_config("tiny", cell)
+            rec = fake_record(cfg, cell.method, float(rng.uniform(0.01, 0.05)))
+            part = rec["results"]["ood_test"]
+            part["time_groups"] = {f"T{t}": {"n": 10, "NDCG@10": 0.01 * t} for t in range(1, 6)}
+            if cell.method == "causaldpo":
+                rec["method_stats"]["projection"] = {
+                    "xy": rng.normal(size=(30, 2)).tolist(), "environment": (np.arange(30) % 3 - 1).tolist(),
+                    "ami_popularity": 0.1, "ami_time": 0.2}
+            write_record(record_path(tmp_path / "r", cell.dataset, cell.shift, cell.method, rec["key"]), rec)
+        table = build_table(name, "tiny", RecordIndex.load(tmp_path / "r"), [0], "ml-100k", "tiny-llama")
+        message = figures.figure(table, tmp_path)
+        assert message == f"{name}: wrote {tmp_path / (name + '.png')}"
+        assert (tmp_path / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -3,8 +3,10 @@
 * fig1: top-10 recommendations per popularity group (G1 head .. G5 tail) for SFT, DPO and CausalDPO, from
   ``results[part]["recommendation_counts"]`` (the paper's Figure 1, left);
 * fig2: NDCG@10 per popularity group (``results[part]["groups"]``, top row) and per time period T1..T5 of the test
-  targets (``results[part]["time_groups"]``, bottom row), one column per shift (the paper's Figure 2; its 2-D
-  projection of CausalDPO's representations is not drawn: records do not keep representations);
+  targets (``results[part]["time_groups"]``, middle row), one column per shift, and the 2-D projection of
+  CausalDPO's learned representations coloured by its pseudo-environments (``method_stats["projection"]``, from
+  `methods.projection`; bottom row, seed 0's record, titled with the environments' adjusted mutual information with
+  the popularity groups and time periods): the paper's Figure 2;
 * fig3: CausalDPO's NDCG@10 against the training iterations N (`causaldpo-selfplay`), the number of negatives and
   beta (the paper's Figure 3).
 Every figure averages over the seeds found; a method or setting without records is left out of the plot.
@@ -57,10 +59,14 @@ def figure(table: Table, out_dir: Path) -> str:
     else:
         cols = len(table.datasets)
         keys = ("groups", "time_groups") if table.spec.name == "fig2" else ("recommendation_counts",)
-        fig, axes = plt.subplots(len(keys), cols, figsize=(4.5 * cols, 3.4 * len(keys)), squeeze=False)
+        rows = len(keys) + (table.spec.name == "fig2")
+        fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.4 * rows), squeeze=False)
         for r, key in enumerate(keys):
             for c in range(cols):
                 _groups_panel(table, c, axes[r][c], key)
+        if table.spec.name == "fig2":
+            for c in range(cols):
+                _projection_panel(table, c, axes[-1][c])
     fig.suptitle(table.spec.title, fontsize=9)
     fig.tight_layout()
     path = out_dir / f"{table.spec.name}.png"
@@ -107,3 +113,26 @@ def _sweep(table: Table, prefix: str, ax) -> None:
     ax.set_title(f"{table.column_label(0)}: {prefix}", fontsize=8)
     ax.set_xlabel(prefix)
     ax.set_ylabel("NDCG@10 (%)")
+
+
+def _projection_panel(table: Table, c: int, ax) -> None:
+    """The projection of the first CausalDPO record (lowest seed) of column c, one colour per pseudo-environment."""
+    recs = sorted(_records(table, "CausalDPO", c), key=lambda r: r["seed"])
+    proj = next((r["method_stats"]["projection"] for r in recs if "projection" in r.get("method_stats", {})), None)
+    if proj is None:
+        ax.set_title(f"{table.column_label(c)}: no projection in the records", fontsize=8)
+        ax.axis("off")
+        return
+    xy, envs = np.asarray(proj["xy"]), np.asarray(proj["environment"])
+    for env in sorted(set(envs.tolist())):
+        at = envs == env
+        ax.scatter(xy[at, 0], xy[at, 1], s=6, alpha=0.7, color="lightgrey" if env < 0 else None,
+                   label="noise" if env < 0 else f"E{env + 1}")
+    ami = [f"AMI pop {proj['ami_popularity']:.2f}" if proj.get("ami_popularity") is not None else "",
+           f"AMI time {proj['ami_time']:.2f}" if proj.get("ami_time") is not None else ""]
+    ax.set_title(f"{table.column_label(c)}: CausalDPO pseudo-environments ({', '.join(a for a in ami if a)})",
+                 fontsize=7)
+    ax.set_xlabel("PC 1")
+    ax.set_ylabel("PC 2")
+    if len(set(envs.tolist())) <= 12:
+        ax.legend(fontsize=6, markerscale=2)
