@@ -286,6 +286,17 @@ def test_publish_writes_every_format(tmp_path):
     assert "Provenance" in (out / "README.md").read_text()
 
 
+def test_compute_seconds_counts_each_record_and_each_sft_model_once():
+    from bench.leaderboard.publish import compute_seconds
+    a = {"key": "a", "sft_tag": "s1", "sft": {"train_seconds": 100.0}, "fit_seconds": 10.0,
+         "results": {"ood_test": {"seconds": 5.0}, "iid_test": {"seconds": 1.0}}}
+    b = {"key": "b", "sft_tag": "s1", "sft": {"train_seconds": 100.0}, "fit_seconds": 20.0,
+         "results": {"ood_test": {"seconds": 7.0}}}
+    c = {"key": "c", "sft_tag": None, "sft": None, "fit_seconds": 3.0, "results": {"ood_test": {"seconds": 2.0}}}
+    got = compute_seconds([a, b, c, a])
+    assert got == {"records": 3, "sft": 100, "fit": 33, "ranking": 15, "total": 148}
+
+
 # --- end to end -------------------------------------------------------------------------------------------------
 
 @pytest.mark.slow

@@ -70,6 +70,30 @@ def provenance(tables: list[Table]) -> dict:
     }
 
 
+def compute_seconds(records) -> dict:
+    """Single-process compute in a set of records: method fits, rankings, and the SFT models they share (each
+    SFT model counted once, by its tag)."""
+    records = list({r["key"]: r for r in records}.values())
+    sft = {r["sft_tag"]: float((r.get("sft") or {}).get("train_seconds") or 0) for r in records if r.get("sft_tag")}
+    fit = sum(float(r.get("fit_seconds") or 0) for r in records)
+    ranking = sum(float(part.get("seconds") or 0) for r in records for part in r.get("results", {}).values())
+    return {"records": len(records), "sft": round(sum(sft.values())), "fit": round(fit), "ranking": round(ranking),
+            "total": round(sum(sft.values()) + fit + ranking)}
+
+
+def compute_lines(tables: list[Table]) -> list[str]:
+    """Compute per table and in all (a record shared by two tables counts in both rows, once in the total)."""
+    lines = ["## Compute", "",
+             "Seconds of single-process compute in the records each table uses (SFT models counted once per table; "
+             "the grid runs `--shard i/n` processes side by side, so wall time is about total / processes):", "",
+             "| table | records | SFT s | fit s | ranking s | total s |", "|---|---:|---:|---:|---:|---:|"]
+    for t in tables + [None]:
+        c = compute_seconds(t.records if t else [r for t in tables for r in t.records])
+        lines.append(f"| {t.spec.name if t else '**all (unique)**'} | {c['records']} | {c['sft']} | {c['fit']} | "
+                     f"{c['ranking']} | {c['total']} |")
+    return lines + [""]
+
+
 def readme(profile: str, results_dir, tables: list[Table], pages: list[str]) -> str:
     prov = provenance(tables)
     lines = [f"# Leaderboard: profile `{profile}`", "",
@@ -81,4 +105,4 @@ def readme(profile: str, results_dir, tables: list[Table], pages: list[str]) -> 
         if key == "package_versions":
             value = [json.loads(v) for v in value]
         lines.append(f"- {key}: `{json.dumps(value)}`")
-    return "\n".join(lines + ["", "## Tables", ""] + pages)
+    return "\n".join(lines + [""] + compute_lines(tables) + ["## Tables", ""] + pages)
