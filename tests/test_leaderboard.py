@@ -104,6 +104,7 @@ def test_paper_values_spot_checks():
 def test_table_names():
     assert table_names("1,3,fig2") == ["table1", "table3", "fig2"]
     assert "fig3" not in table_names(None)
+    assert table_names("all") == list(TABLES) and "fig3" in table_names("all")
     with pytest.raises(ValueError):
         table_names("10")
 

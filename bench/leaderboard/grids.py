@@ -128,9 +128,11 @@ DEFAULT_TABLES = ("table1", "table2", "table3", "table4", "table5", "table6", "t
 
 
 def table_names(text: str | None) -> list[str]:
-    """`--tables 1,3,fig2` -> ["table1", "table3", "fig2"]; None -> the default set."""
+    """`--tables 1,3,fig2` -> ["table1", "table3", "fig2"]; None -> the default set; "all" -> every table and figure."""
     if not text:
         return list(DEFAULT_TABLES)
+    if text.strip() == "all":
+        return list(TABLES)
     names = []
     for part in (p.strip() for p in text.split(",") if p.strip()):
         name = f"table{part}" if part.isdigit() else part
