@@ -1,0 +1,51 @@
+"""`bench.perf.cost_growth --quick` and a capped `bench.perf.profile_run`, end to end in-process: their tables are
+printed and every measured number is positive and finite (behaviour only; no timing assertions)."""
+import math
+import re
+
+from bench.perf import cost_growth, profile_run
+
+
+def table_rows(text: str) -> list[list[str]]:
+    """Cells of every markdown table body row (header and separator rows left out)."""
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    body = [line for i, line in enumerate(lines) if not line.startswith("|---")
+            and not (i + 1 < len(lines) and lines[i + 1].startswith("|---"))]
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in body]
+
+
+def positive(cell: str) -> float:
+    value = float(cell.rstrip("x%").strip("`"))
+    assert math.isfinite(value) and value > 0, cell
+    return value
+
+
+def test_cost_growth_quick(capsys):
+    cost_growth.main(["--quick"])
+    out = capsys.readouterr().out
+    assert out.count("## ") == 4, out
+    exponents = re.findall(r"fitted exponent: \S+ ~ \S+\^(-?[\d.]+)", out)
+    assert len(exponents) == 4 and all(math.isfinite(float(e)) for e in exponents), out
+    rows = table_rows(out)
+    assert len(rows) == 8, out       # two settings per axis, four axes
+    for row in rows:
+        growth = next(i for i, cell in enumerate(row) if cell.endswith("x"))
+        positive(row[growth - 1])                             # s / prompt or ms / step
+        positive(row[growth])
+    assert all(positive(row[4]) for row in rows[-2:])          # causaldpo ms / step
+    assert "Extrapolating to the paper profile" in out
+
+
+def test_profile_run_capped(capsys):
+    code = profile_run.main(["--profile", "smoke", "--limit-train", "32", "--limit-test", "8", "--top", "1",
+                             "--functions", "5", "--ops", "5"])
+    out = capsys.readouterr().out
+    assert code == 0
+    stages = {row[0]: row for row in table_rows(out[out.index("## Where the time goes"):].split("###")[0])}
+    for stage in ("data + split", "SFT", "reference pass", "preference training", "ranking + metrics"):
+        assert positive(stages[stage][2]) and positive(stages[stage][3]), stages[stage]
+    assert "top 5 functions by cumulative time" in out and "top 5 torch ops by self CPU time" in out
+    sections = out.split("### ")[1:]
+    assert len(sections) == 2 and all(len(table_rows(s)) == 5 for s in sections), out
+    for row in table_rows(sections[0]):
+        positive(row[0])                                         # cumulative seconds
