@@ -83,6 +83,7 @@ def tiny_config(cfg: BackboneConfig, tokenizer):
         vocab_size=len(tokenizer), hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers,
         num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_kv_heads or cfg.num_heads,
         intermediate_size=cfg.intermediate_size, max_position_embeddings=1024, tie_word_embeddings=True,
+        head_dim=cfg.hidden_size // cfg.num_heads,  # Qwen3Config defaults to 128 whatever the width
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
 
 

@@ -33,6 +33,9 @@ def test_tiny_backbones_build_from_config_with_seeded_weights(name, tmp_path):
     assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
     out = a(input_ids=torch.tensor([encode_prompt(tok, "Toy Story (1995)")]))
     assert out.logits.shape[-1] == len(tok)
+    # the same width everywhere (Qwen3Config's own default head_dim is 128): families differ, sizes do not
+    assert a.config.head_dim * a.config.num_attention_heads == a.config.hidden_size
+    assert a.model.layers[0].self_attn.q_proj.out_features == a.config.hidden_size
 
 
 def test_a_local_path_loads_and_a_missing_one_is_a_clear_error(tmp_path):
