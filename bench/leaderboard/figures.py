@@ -130,7 +130,7 @@ def _projection_panel(table: Table, c: int, ax) -> None:
                    label="noise" if env < 0 else f"E{env + 1}")
     ami = [f"AMI pop {proj['ami_popularity']:.2f}" if proj.get("ami_popularity") is not None else "",
            f"AMI time {proj['ami_time']:.2f}" if proj.get("ami_time") is not None else ""]
-    ax.set_title(f"{table.column_label(c)}: CausalDPO pseudo-environments ({', '.join(a for a in ami if a)})",
+    ax.set_title(f"{table.column_label(c)}\nCausalDPO pseudo-environments ({', '.join(a for a in ami if a)})",
                  fontsize=7)
     ax.set_xlabel("PC 1")
     ax.set_ylabel("PC 2")
