@@ -13,7 +13,8 @@ negatives, from the SFT model), so N = 1 is the main tables' CausalDPO; each fur
 (`methods.sprec.self_play_round`: draw `samples_per_iteration` training samples, the current model's constrained
 top-1 prediction becomes the one rejected response where it misses the target, an SFT step of `sft_epochs` on the
 drawn samples, then the preference step with that round's SFT model as reference) whose preference step is
-CausalDPO's loss with a fresh causal regularizer. `seconds_per_epoch` is round 1's, as `causaldpo`'s.
+CausalDPO's loss with a fresh causal regularizer. `seconds_per_epoch` is round 1's, as `causaldpo`'s; the Figure 2
+projection (`method_stats.projection`) is the final model's, through the last round's regularizer.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import dataclasses
 
 from methods.base import MethodContext, Paper, register
 from methods.dpo import DPO
-from methods.preference import with_causal
+from methods.preference import sample_rows, with_causal
 from methods.sprec import self_play_round
 
 CausalDPO = register(with_causal(
@@ -64,4 +65,7 @@ class CausalDPOSelfPlay(CausalDPO):
                 f"{ctx.sft_tag}/causaldpo-selfplay/seed{ctx.seed}/round{round_}/{cfg}")
             kept.append(n_pairs)
         ctx.stats["self_play_pairs_per_round"] = kept
+        if any(kept):  # the final model and the last round's regularizer, on the same prompts as round 1
+            rows = sample_rows(len(ctx.train.targets), ctx.preference.max_pairs, ctx.seed)
+            ctx.stats["projection"] = self.projection(ctx, model, rows)
         return ctx.recommender(model)

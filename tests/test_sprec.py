@@ -83,4 +83,5 @@ def test_causaldpo_selfplay_is_causaldpo_then_self_play_rounds_with_the_regulari
     assert ctx.stats["self_play_pairs_per_round"] == [6, 6]
     assert "mean_envs" in ctx.stats and ctx.stats["train_seconds_per_epoch"] > 0  # round 1: causaldpo stats
     assert all(r == [completions[10]] for r in refs[1][0].rejected)         # self-play negatives from round 2 on
+    assert len(ctx.stats["projection"]["xy"]) == 8                          # the final model's projection
     assert isinstance(model, LlamaForCausalLM)
