@@ -22,7 +22,7 @@ import dataclasses
 
 from methods.base import MethodContext, Paper, register
 from methods.dpo import DPO
-from methods.preference import sample_rows, with_causal
+from methods.preference import with_causal
 from methods.sprec import self_play_round
 
 CausalDPO = register(with_causal(
@@ -65,7 +65,5 @@ class CausalDPOSelfPlay(CausalDPO):
                 f"{ctx.sft_tag}/causaldpo-selfplay/seed{ctx.seed}/round{round_}/{cfg}")
             kept.append(n_pairs)
         ctx.stats["self_play_pairs_per_round"] = kept
-        if any(kept):  # the final model and the last round's regularizer, on the same prompts as round 1
-            rows = sample_rows(len(ctx.train.targets), ctx.preference.max_pairs, ctx.seed)
-            ctx.stats["projection"] = self.projection(ctx, model, rows)
+        ctx.stats["projection"] = self.projection(ctx, model)  # the final model, the last round's regularizer
         return ctx.recommender(model)

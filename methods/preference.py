@@ -29,8 +29,8 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 import torch
 
-from methods.base import Method, MethodContext, Paper
 from bench.metrics import popularity_groups, time_periods
+from methods.base import Method, MethodContext, Paper
 from methods.causal import CausalConfig, CausalRegularizer
 from methods.losses import LOSSES, LogProbs, mean_reduce
 from methods.negatives import random_negatives
@@ -96,7 +96,10 @@ class PreferenceMethod(Method):
         return None
 
     def fit(self, ctx: MethodContext):
-        return ctx.recommender(self.train(ctx))
+        model = self.train(ctx)
+        if self.causal:
+            ctx.stats["projection"] = self.projection(ctx, model)
+        return ctx.recommender(model)
 
     def train(self, ctx: MethodContext):
         """The recipe of the module docstring; returns the trained model and fills `ctx.stats`."""
@@ -121,11 +124,12 @@ class PreferenceMethod(Method):
         if self.causal:
             ctx.stats["single_env_fraction"] = float(np.mean(history["causal/single_env"]))
             ctx.stats["mean_envs"] = float(np.mean(history["causal/envs"]))
-            ctx.stats["projection"] = self.projection(ctx, model, rows)
         return model
 
-    def projection(self, ctx: MethodContext, model, rows: np.ndarray, n: int = 512) -> dict:
-        """Figure 2 (right): `methods.projection` over a seeded sample of `n` of the preference prompts."""
+    def projection(self, ctx: MethodContext, model, n: int = 512) -> dict:
+        """Figure 2 (right): `methods.projection` over a seeded sample of `n` of the preference prompts, through
+        the regularizer of the last `train_pairs` call."""
+        rows = sample_rows(len(ctx.train.targets), ctx.preference.max_pairs, ctx.seed)
         sample = np.sort(np.random.default_rng(ctx.seed).permutation(rows)[:n])
         position = {int(item): p for p, item in enumerate(ctx.items)}
         groups = popularity_groups(ctx.train_counts)[[position[int(t)] for t in ctx.train.targets[sample]]]

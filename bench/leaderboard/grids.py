@@ -112,7 +112,8 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in (
               paper_csv="table9.csv"),
     TableSpec("fig1", "Figure 1 (left): top-10 recommendations per popularity group", OOD[:1],
               _rows((("SFT", "sft"), ("DPO", "dpo"), ("CausalDPO", "causaldpo"))), kind="figure"),
-    TableSpec("fig2", "Figure 2: NDCG@10 per popularity group (G1 head .. G5 tail) and time period (T1 .. T5); pseudo-environments", OOD[:2],
+    TableSpec("fig2", "Figure 2: NDCG@10 per popularity group (G1 head .. G5 tail) and time period (T1 .. T5); "
+                      "pseudo-environments", OOD[:2],
               _rows((("SFT", "sft"), ("DPO", "dpo"), ("SDPO", "sdpo"), ("SPRec", "sprec"),
                      ("CausalDPO", "causaldpo"))), kind="figure"),
     TableSpec("fig3", "Figure 3: CausalDPO's sensitivity to iterations N, negatives and beta (NDCG@10)", BOOK,
