@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from bench.ranking import PROTOCOLS, Catalogue, Ranking, rank, score_all, top_k
+from bench.ranking import PROTOCOLS, Catalogue, Ranking, _log_probs, rank, score_all, top_k
 from bench.trie import Trie
 from splits.registry import UnknownNameError
 
@@ -88,6 +88,51 @@ def test_score_all_matches_naive(model, chunk_len):
     assert isinstance(ranking, Ranking) and ranking.topk.dtype == np.int64
     np.testing.assert_array_equal(ranking.topk, np.argsort(-expected, axis=1, kind="stable")[:, :10])
     assert ranking.valid.all()
+
+
+@pytest.fixture(scope="module")
+def peaked_model(model) -> LlamaForCausalLM:
+    """The random model with a 25x LM head: peaked next-token distributions, as a trained model has."""
+    peaked = LlamaForCausalLM(model.config).float().eval()
+    peaked.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        peaked.lm_head.weight.mul_(25.0)
+    return peaked
+
+
+@pytest.mark.parametrize("k,chunk_len,first_round,most_computed", [(1, 4, 1, 0.5), (5, 4, 2, 0.99), (10, 16, 8, 1.0),
+                                                                   (80, 4, 8, 1.0)])
+def test_pruned_top_k_is_the_full_top_k(peaked_model, k, chunk_len, first_round, most_computed):
+    """`top=k` skips chunks that cannot reach the k best, and the k best (order and ties included) do not change."""
+    catalogue = random_catalogue(60, seed=4)
+    prompts = random_prompts([7, 3, 12, 1, 9, 5, 8])
+    full = score_all(peaked_model, prompts, catalogue, batch_size=3, chunk_len=chunk_len)
+    pruned = score_all(peaked_model, prompts, catalogue, batch_size=3, chunk_len=chunk_len, top=k,
+                       first_round=first_round)
+    computed = np.isfinite(pruned)
+    np.testing.assert_array_equal(top_k(pruned, k), top_k(full, k))
+    np.testing.assert_allclose(pruned[computed], full[computed], atol=1e-5, rtol=0)
+    assert (pruned[~computed] == -np.inf).all()
+    assert computed.mean() <= most_computed  # the bound skips chunks (k = 1: most of them)
+    if k >= len(catalogue):
+        assert computed.all()  # nothing may be skipped
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_log_probs_never_positive(peaked_model, dtype):
+    """The pruning bound needs every completion token's log-prob <= 0 exactly, in low precision too."""
+    head = torch.nn.Linear(32, VOCAB, bias=False).to(dtype)
+    with torch.no_grad():
+        head.weight.copy_(peaked_model.lm_head.weight)
+    hidden = (30 * torch.randn(300, 32, generator=torch.Generator().manual_seed(0))).to(dtype)
+    rows = torch.arange(300).repeat_interleave(VOCAB)
+    tokens = torch.arange(VOCAB).repeat(300)
+    with torch.inference_mode():
+        logp = _log_probs(head, hidden, rows, tokens, block=64).view(300, VOCAB)
+    assert (logp <= 0).all() and (logp.amax(-1) == 0).any()  # the peaked head makes some tokens certain
+    if dtype == torch.float32:
+        expected = (hidden @ head.weight.T).log_softmax(-1)
+        assert (logp - expected).abs().max() < 1e-4
 
 
 def test_top_k_ties_and_fill():
