@@ -211,6 +211,33 @@ def test_lock_prevents_a_second_runner(tmp_path):
     assert len(fake.calls) == 1
 
 
+def test_a_group_whose_sft_family_is_busy_is_put_off(tmp_path):
+    """Groups differing only in method overrides share an SFT model: while another runner holds one of them, the
+    runner does other groups first, then the put-off one (even if the family is still busy: it is put off once)."""
+    sweep = Cell("ml-100k", "temporal", "causaldpo", 0, ("causaldpo.beta=2",))
+    other_backbone = Cell("ml-100k", "temporal", "causaldpo", 0, ("backbone.name=tiny-qwen2",))
+    groups = group_cells([Cell("ml-100k", "temporal", "dpo", 0), sweep, other_backbone,
+                          Cell("ml-100k", "popularity", "dpo", 0)])
+    main = next(g for g in groups if not g.overrides and g.shift == "temporal")
+    assert main.sft_family == groups[groups.index(main)].sft_family
+    assert {g.sft_family for g in groups if g.shift == "temporal"} == {main.sft_family,
+                                                                        ("ml-100k", "temporal", 0,
+                                                                         ("backbone.name=tiny-qwen2",))}
+    fake, log = FakeRun(), []
+    runner = GridRunner("tiny", tmp_path, run_fn=fake, log=log.append)
+    held = runner.lock(main)
+    assert held.acquire()  # another runner is training the temporal SFT model
+    order = [g for g in groups if g is not main]
+    order.sort(key=lambda g: g.overrides != ("causaldpo.beta=2",))  # the sweep group comes first
+    summary = runner.run([main] + order)
+    running = [line for line in log if "running" in line]
+    assert len(fake.calls) == 3 and len(running) == 3
+    assert "beta=2" in running[-1] and "beta=2" not in "".join(running[:-1])  # first in the list, run last
+    assert any("put off" in line and "beta=2" in line for line in log)
+    assert summary.locked == [main.id]
+    held.release()
+
+
 def test_stale_locks_are_broken(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()

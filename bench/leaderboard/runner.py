@@ -7,7 +7,10 @@ group, and run the missing methods of a group in one `bench.pipeline.run` call (
 * Resume: a cell is finished when a record with its identity exists (`records`); `pipeline.run` writes each
   method's record as soon as it is scored, so an interrupted group loses at most the method in progress.
 * Concurrency: a group is run under `locks.GroupLock` (results_dir/.locks/<group>.lock); a runner that finds a
-  live lock skips the group, and finished cells are re-checked after the lock is taken.
+  live lock skips the group, and finished cells are re-checked after the lock is taken. A group whose SFT family
+  (the groups that differ only in method-level overrides, e.g. Table 8's beta sweep) is held by another runner is
+  put off to the end of this runner's list once, so two runners starting together do not train one SFT model
+  twice. Families are seen among this runner's own groups (all of them without --shard).
 * Methods not registered in this checkout (`grids.PLANNED_METHODS`, or ones still being written) are reported
   and skipped, never fatal; a group that fails is logged and the runner goes on with the next.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import traceback
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -22,6 +26,9 @@ from typing import Callable
 from bench.leaderboard.grids import PLANNED_METHODS, Cell
 from bench.leaderboard.locks import DEFAULT_STALE_AFTER, GroupLock
 from bench.leaderboard.records import RecordIndex, cell_config, cell_identity
+
+
+SFT_SECTIONS = ("backbone", "sft", "data", "seed", "device")  # overrides that change a group's SFT model
 
 
 @dataclass
@@ -38,6 +45,12 @@ class Group:
         if self.overrides:
             tail = "-" + hashlib.sha256("\n".join(self.overrides).encode()).hexdigest()[:8]
         return f"{self.dataset}.{self.shift}.seed{self.seed}{tail}".replace("/", "_")
+
+    @property
+    def sft_family(self) -> tuple:
+        """Groups of one family train the same SFT model: they differ only in method-level overrides."""
+        return (self.dataset, self.shift, self.seed,
+                tuple(o for o in self.overrides if o.split("=", 1)[0].split(".", 1)[0] in SFT_SECTIONS))
 
     def describe(self) -> str:
         sets = f" [{', '.join(self.overrides)}]" if self.overrides else ""
@@ -119,10 +132,25 @@ class GridRunner:
             cfg.cache_dir = str(self.cache_dir)
         return cfg
 
+    def busy_family(self, group: Group, groups: list[Group]) -> Group | None:
+        """Another group of `group`'s SFT family that a live runner holds (it may be training their SFT model)."""
+        for other in groups:
+            if other.id != group.id and other.sft_family == group.sft_family:
+                lock = self.lock(other)
+                if lock.path.exists() and not lock.is_stale():
+                    return other
+        return None
+
     def run(self, groups: list[Group], dry_run: bool = False) -> Summary:
+        """Run the missing cells group by group. A group whose SFT family another runner is working on is put off to
+        the end once (the SFT model is cached by then, or at least this runner did other work meanwhile), so
+        runners sharing a folder do not train the same SFT model side by side."""
         summary = Summary()
         index = RecordIndex.load(self.results_dir)
-        for n, group in enumerate(groups, 1):
+        queue = deque(enumerate(groups, 1))
+        deferred: set[str] = set()
+        while queue:
+            n, group = queue.popleft()
             todo = self.missing(group, index, summary)
             head = f"group {n}/{len(groups)} {group.describe()}"
             if not todo:
@@ -130,6 +158,12 @@ class GridRunner:
             names = [c.method for c in todo]
             if dry_run:
                 self.log(f"{head}: would run {', '.join(names)}")
+                continue
+            busy = self.busy_family(group, groups) if group.id not in deferred else None
+            if busy is not None and queue:
+                self.log(f"{head}: put off, another runner holds {busy.describe()} (same SFT model)")
+                deferred.add(group.id)
+                queue.append((n, group))
                 continue
             with self.lock(group) as lock:
                 if not lock.acquire():
