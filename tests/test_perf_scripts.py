@@ -49,3 +49,14 @@ def test_profile_run_capped(capsys):
     assert len(sections) == 2 and all(len(table_rows(s)) == 5 for s in sections), out
     for row in table_rows(sections[0]):
         positive(row[0])                                         # cumulative seconds
+
+
+def test_ranking_pruning_on_a_trained_model(capsys, tmp_path):
+    from bench.perf import ranking_pruning
+
+    ranking_pruning.main(["--profile", "smoke", "--prompts", "24", "--k", "5", "--cache", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "top-5 lists identical: True" in out, out
+    ratio = re.search(r"ratio\s+([\d.]+)x", out)
+    share = re.search(r"\(([\d.]+)% of item scores computed\)", out)
+    assert ratio and positive(ratio.group(1)) and share and 0 < float(share.group(1)) <= 100, out
