@@ -70,8 +70,8 @@ def environment(device) -> dict:
         except metadata.PackageNotFoundError:
             versions[name] = None
     return {"versions": versions, "python": platform.python_version(), "machine": platform.machine(),
-            "cpu_count": os.cpu_count(), "device": device_name(device), "git_commit": git_commit(),
-            "world_size": int(os.environ.get("WORLD_SIZE", "1"))}
+            "cpu_count": os.cpu_count(), "device": device_name(device), "git_commit": GIT_COMMIT,
+            "git_dirty": GIT_DIRTY, "world_size": int(os.environ.get("WORLD_SIZE", "1"))}
 
 
 def device_name(device) -> str:
@@ -81,13 +81,24 @@ def device_name(device) -> str:
     return f"cpu ({torch.get_num_threads()} threads, {platform.processor() or platform.machine()})"
 
 
-def git_commit() -> str | None:
+def _git(*args: str) -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=5,
                              cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() or None
+        return out.stdout.strip() if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def git_commit() -> str | None:
+    return _git("rev-parse", "HEAD") or None
+
+
+# Read once, when the code is imported: a long grid run records the commit of the code it runs, even if the
+# checkout moves on meanwhile. Dirty: tracked files differed from that commit (None outside a git checkout).
+GIT_COMMIT = git_commit()
+_status = _git("status", "--porcelain", "--untracked-files=no") if GIT_COMMIT else None
+GIT_DIRTY = None if _status is None else bool(_status)
 
 
 def peak_memory_mb(device) -> dict:

@@ -540,3 +540,21 @@ def test_unreadable_lock_file(tmp_path):
     assert lock.acquire() and json.loads(path.read_text())["pid"] == os.getpid()
     lock.release()
     assert not path.exists()
+
+
+def test_records_name_the_commit_of_the_code_they_ran(tmp_path):
+    """The commit is read when the code is imported (a grid outlives commits made meanwhile), with a dirty flag
+    for edits not committed; a copy of the code outside any checkout records None for both."""
+    import shutil
+
+    from bench import results
+
+    env = results.environment("cpu")
+    assert env["git_commit"] == results.GIT_COMMIT and env["git_dirty"] == results.GIT_DIRTY
+    if results.GIT_COMMIT is not None:
+        assert len(results.GIT_COMMIT) == 40 and isinstance(results.GIT_DIRTY, bool)
+    copy = tmp_path / "bench"
+    shutil.copytree(Path(results.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    out = subprocess.run([sys.executable, "-c", "import bench.results as r; print(r.GIT_COMMIT, r.GIT_DIRTY)"],
+                         cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert out.stdout.split() == ["None", "None"], out.stderr
