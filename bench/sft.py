@@ -140,7 +140,8 @@ def cached_sft(path: Path, build_model, tokenizer, prompts, completions, cfg, se
     model, seconds = run_sft(build_model(), tokenizer, prompts, completions, cfg.epochs, cfg.learning_rate,
                              cfg.batch_size, seed, device, cfg.grad_accum, cfg.warmup_ratio, cfg.weight_decay, dtype,
                              weights)
-    stats = {"seconds_per_epoch": seconds, "train_seconds": time.perf_counter() - start, "samples": len(prompts)}
+    stats = {"seconds_per_epoch": seconds, "train_seconds": time.perf_counter() - start, "samples": len(prompts),
+             "torch_threads": torch.get_num_threads()}  # CPU float sums, hence the weights, depend on it
 
     class _Saver:  # the model and its stats land in one atomic rename
         def save_pretrained(self, target):
