@@ -93,10 +93,12 @@ class Cell:
         log(f"tokenizer: {cfg.backbone.name}, vocabulary {len(self.tokenizer)}, "
             f"mean prompt {np.mean([len(p) for p in self.train_prompts]):.0f} tokens")
 
-        self.sft_tag = record_key({"split": self.split.fingerprint, "backbone": dataclasses.asdict(cfg.backbone),
-                                   "sft": dataclasses.asdict(cfg.sft), "seed": cfg.seed,
-                                   "history_len": data.history_len, "max_train_samples": data.max_train_samples,
-                                   "tokenizer": len(self.tokenizer)})
+        sft_identity = {"split": self.split.fingerprint, "backbone": dataclasses.asdict(cfg.backbone),
+                        "sft": dataclasses.asdict(cfg.sft), "seed": cfg.seed, "history_len": data.history_len,
+                        "max_train_samples": data.max_train_samples, "tokenizer": len(self.tokenizer)}
+        if self.device.type == "cpu":  # the thread count changes CPU float sums, hence the trained weights' last bits:
+            sft_identity["cpu_threads"] = torch.get_num_threads()  # a cached model is reused only at the same count
+        self.sft_tag = record_key(sft_identity)
         self.sft_dir = self.cache_dir / "sft" / self.sft_tag
         self.sft_stats: dict | None = None
 

@@ -558,3 +558,23 @@ def test_records_name_the_commit_of_the_code_they_ran(tmp_path):
     out = subprocess.run([sys.executable, "-c", "import bench.results as r; print(r.GIT_COMMIT, r.GIT_DIRTY)"],
                          cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(tmp_path)})
     assert out.stdout.split() == ["None", "None"], out.stderr
+
+
+def test_cpu_sft_cache_is_keyed_by_the_thread_count(tmp_path):
+    """A model trained with 2 threads differs in its last bits from one trained with 1: a run must not reuse it."""
+    import torch
+
+    from bench.config import load_profile
+    from bench.pipeline import Cell as PipelineCell
+
+    cfg = load_profile("smoke")
+    cfg.cache_dir = str(tmp_path)
+    before = torch.get_num_threads()
+    try:
+        tags = []
+        for threads in (1, 2, 1):
+            torch.set_num_threads(threads)
+            tags.append(PipelineCell(cfg, lambda line: None).sft_tag)
+    finally:
+        torch.set_num_threads(before)
+    assert tags[0] == tags[2] != tags[1]
