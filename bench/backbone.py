@@ -18,8 +18,9 @@ import hashlib
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
@@ -61,7 +62,7 @@ def load_tokenizer(cfg: BackboneConfig, texts: list[str], cache_dir: Path):
     digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
     path = cache_dir / "tokenizers" / digest
     if distributed.is_main() and _unreadable_tokenizer(path):  # missing or corrupt: (re)trained, never trusted
-        save_atomically(train_word_tokenizer(texts), path)
+        save_atomically(train_word_tokenizer(texts), path, valid=lambda p: not _unreadable_tokenizer(p))
     distributed.barrier()
     return AutoTokenizer.from_pretrained(path)
 
@@ -100,7 +101,7 @@ def build_model(cfg: BackboneConfig, tokenizer, seed: int, device: torch.device,
             digest = hashlib.sha256(f"{config.to_json_string()}|{seed}|{cfg.dtype}".encode()).hexdigest()[:16]
             path = Path(cache_dir) / "base" / digest
             if not (path / "config.json").exists() and distributed.is_main():
-                save_atomically(model, path)
+                save_atomically(model, path, valid=lambda p: (p / "config.json").exists())
             distributed.barrier()
             model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, cfg.dtype))
     else:
@@ -138,23 +139,37 @@ def load_trained(path: Path, cfg: BackboneConfig, device: torch.device):
     return model.to(device)
 
 
-def save_atomically(obj, path: Path) -> None:
-    """`obj.save_pretrained` into a temporary sibling, then rename: a reader never sees a half-written folder."""
+def save_atomically(obj, path: Path, valid: Callable[[Path], bool] | None = None) -> None:
+    """`obj.save_pretrained` into a temporary sibling, then rename: a reader never sees a half-written folder.
+
+    If `path` exists at the rename, it is kept when `valid(path)` (another process sharing the cache saved the same
+    entry meanwhile, and readers may be loading it), and otherwise (the corrupt entry the caller is replacing) it is
+    renamed away first: an entry is never deleted in place, so `path` is missing for two renames at most.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    graves = []
     try:
         obj.save_pretrained(tmp)
-        if path.exists():
-            shutil.rmtree(path, ignore_errors=True)
-        try:
-            os.replace(tmp, path)
-        except OSError:
-            if not path.exists():
-                raise
-            # another process sharing the cache put its copy of the same entry in place meanwhile: keep that one
+        for _ in range(3):
+            try:
+                os.rename(tmp, path)  # atomic; fails while `path` is a non-empty folder
+                return
+            except OSError:
+                if not path.exists():
+                    raise
+            if valid is not None and valid(path):
+                return
+            graves.append(path.with_name(f".{path.name}.old-{os.getpid()}-{time.time_ns()}"))
+            try:
+                os.rename(path, graves[-1])
+            except FileNotFoundError:  # another process moved it meanwhile: try again
+                pass
+        # still there after three tries: other processes keep installing the entry; theirs is as good as ours
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        for leftover in [tmp, *graves]:
+            if leftover.exists():
+                shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _from_hub(cls, cfg: BackboneConfig, **kwargs):

@@ -150,7 +150,7 @@ def cached_sft(path: Path, build_model, tokenizer, prompts, completions, cfg, se
             (Path(target) / "sft_stats.json").write_text(json.dumps(stats))
 
     if distributed.is_main():  # under a launcher every process trained the same model (DDP); one saves it
-        save_atomically(_Saver(), path)
+        save_atomically(_Saver(), path, valid=lambda p: cached_entry(p)[0] is not None)
     distributed.barrier()
     del model
     if torch.cuda.is_available():

@@ -504,30 +504,61 @@ def test_corrupt_record_is_rerun_and_replaced(tmp_path):
     assert json.loads(broken.read_text())["method"] == "dpo" and len(RecordIndex.load(tmp_path)) == 2
 
 
+class _Entry:
+    """Saves a one-file cache entry holding `text`."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def save_pretrained(self, folder):
+        Path(folder, "tokenizer.json").write_text(self.text)
+
+
+def _readable(path: Path) -> bool:
+    return (path / "tokenizer.json").read_text() != "corrupt"
+
+
+@pytest.mark.parametrize("existing,expected", [("theirs", "theirs"), ("corrupt", "ours")])
+def test_cache_entry_is_kept_if_valid_and_swapped_out_if_corrupt(tmp_path, existing, expected):
+    from bench.backbone import save_atomically
+
+    target = tmp_path / "tokenizers" / "abc"
+    target.mkdir(parents=True)
+    (target / "tokenizer.json").write_text(existing)
+    save_atomically(_Entry("ours"), target, valid=_readable)
+    assert (target / "tokenizer.json").read_text() == expected
+    assert [p.name for p in target.parent.iterdir()] == ["abc"]  # no temporary copy or old entry left
+
+
 def test_cache_entry_saved_by_another_process_meanwhile_is_kept(tmp_path, monkeypatch):
+    """We swap a corrupt entry out; before our rename another process installs its good copy: theirs stays, and
+    the entry is never deleted in place (a reader loading it would fail: seen with two grid runners)."""
     import shutil
 
     from bench.backbone import save_atomically
 
     target = tmp_path / "tokenizers" / "abc"
     target.mkdir(parents=True)
-    (target / "tokenizer.json").write_text("corrupt")       # an entry being replaced
-    real_rmtree = shutil.rmtree
+    (target / "tokenizer.json").write_text("corrupt")
+    real_rename = os.rename
 
-    def rmtree_then_another_process_wins(path, *args, **kwargs):
-        real_rmtree(path, *args, **kwargs)
-        if Path(path) == target:                                # another process renames its copy in right now
+    def rename_then_another_process_wins(src, dst):
+        real_rename(src, dst)
+        if Path(src) == target:  # we just moved the corrupt entry away
             target.mkdir()
             (target / "tokenizer.json").write_text("theirs")
 
-    class Ours:
-        def save_pretrained(self, folder):
-            Path(folder, "tokenizer.json").write_text("ours")
+    real_rmtree = shutil.rmtree
 
-    monkeypatch.setattr(shutil, "rmtree", rmtree_then_another_process_wins)
-    save_atomically(Ours(), target)                 # was: OSError "Directory not empty" from os.replace
+    def rmtree_never_the_entry(path, *args, **kwargs):
+        assert Path(path) != target, "the cache entry was deleted in place"
+        real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "rename", rename_then_another_process_wins)
+    monkeypatch.setattr(shutil, "rmtree", rmtree_never_the_entry)
+    save_atomically(_Entry("ours"), target, valid=_readable)
     assert (target / "tokenizer.json").read_text() == "theirs"
-    assert [p.name for p in target.parent.iterdir()] == ["abc"]   # our temporary copy is gone
+    assert [p.name for p in target.parent.iterdir()] == ["abc"]  # our copy and the corrupt entry are gone
 
 
 def test_unreadable_lock_file(tmp_path):

@@ -194,7 +194,7 @@ def report(stages: StageProfiler, total: float, top: int, n_functions: int, n_op
     ranked = sorted(seconds, key=seconds.get, reverse=True)
     for label in ranked:
         calls = stages.calls[label] if label != OTHER else "-"
-        print(f"| {label} | {calls} | {seconds[label]:.1f} | {100 * seconds[label] / job:.1f}% |")
+        print(f"| {label} | {calls} | {seconds[label]:.3f} | {100 * seconds[label] / job:.2f}% |")
     for label in ranked[:top]:
         wall = seconds[label]
         if stages.cprofiles.get(label):
