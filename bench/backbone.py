@@ -15,18 +15,15 @@ downloaded at run time unless the user asked for it, and a missing model is a cl
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
-import tempfile
-import time
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 
-from bench import distributed
 from bench.config import BackboneConfig
+from methods.train import distributed
+from methods.train.cache import save_atomically
 
 TINY = {"tiny-llama": "LlamaConfig", "tiny-qwen2": "Qwen2Config", "tiny-qwen3": "Qwen3Config"}
 SPECIALS = ["[PAD]", "[BOS]", "[EOS]", "[UNK]"]
@@ -137,39 +134,6 @@ def load_trained(path: Path, cfg: BackboneConfig, device: torch.device):
     else:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, cfg.dtype))
     return model.to(device)
-
-
-def save_atomically(obj, path: Path, valid: Callable[[Path], bool] | None = None) -> None:
-    """`obj.save_pretrained` into a temporary sibling, then rename: a reader never sees a half-written folder.
-
-    If `path` exists at the rename, it is kept when `valid(path)` (another process sharing the cache saved the same
-    entry meanwhile, and readers may be loading it), and otherwise (the corrupt entry the caller is replacing) it is
-    renamed away first: an entry is never deleted in place, so `path` is missing for two renames at most.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
-    graves = []
-    try:
-        obj.save_pretrained(tmp)
-        for _ in range(3):
-            try:
-                os.rename(tmp, path)  # atomic; fails while `path` is a non-empty folder
-                return
-            except OSError:
-                if not path.exists():
-                    raise
-            if valid is not None and valid(path):
-                return
-            graves.append(path.with_name(f".{path.name}.old-{os.getpid()}-{time.time_ns()}"))
-            try:
-                os.rename(path, graves[-1])
-            except FileNotFoundError:  # another process moved it meanwhile: try again
-                pass
-        # still there after three tries: other processes keep installing the entry; theirs is as good as ours
-    finally:
-        for leftover in [tmp, *graves]:
-            if leftover.exists():
-                shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _from_hub(cls, cfg: BackboneConfig, **kwargs):

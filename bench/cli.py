@@ -24,19 +24,26 @@ def log(message: str) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
+    from bench.config import PROFILES
+    from methods.ranking import PROTOCOLS
+    from splits import SHIFTS
+
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="train and score methods on one shift")
     r.add_argument("--methods", required=True, help="comma-separated method names (see `ls`)")
-    r.add_argument("--shift", help="iid, popularity, temporal, exposure or mixed (default: the profile's)")
+    r.add_argument("--shift", help=f"{', '.join(SHIFTS.names())} (default: the profile's)")
     r.add_argument("--dataset", help="dataset name (default: the profile's)")
-    r.add_argument("--profile", default="tiny", help="tiny (default), smoke, or another bench/profiles/*.yaml")
+    r.add_argument("--profile", default="tiny", help=f"{', '.join(PROFILES.names())} (default: tiny)")
     r.add_argument("--seed", type=int, help="training seed (the split seed is data.split_seed)")
-    r.add_argument("--ranking", help="ranking protocol: likelihood, beam or grounding (default: the profile's)")
+    r.add_argument("--ranking", help=f"ranking protocol: {', '.join(PROTOCOLS.names())} (default: the profile's)")
     r.add_argument("--negatives", type=int, help="rejected responses per prompt for preference methods")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a profile value (data.shift=iid, sft.epochs=2, causaldpo.mmd_weight=0.5)")
-    sub.add_parser("ls", help="list datasets, shifts, methods, ranking protocols and profiles")
+    ls = sub.add_parser("ls", help="list datasets, shifts, methods, ranking protocols and profiles; "
+                                   "`ls METHOD` shows a method's paper and hyperparameters")
+    ls.add_argument("method", nargs="?", help="a method name: its paper, and its config fields with types, defaults "
+                                              "and help (`--set METHOD.FIELD=VALUE` overrides one)")
     from bench import data_cli
     data_cli.add_parser(sub)
     from bench.leaderboard import command as leaderboard_command
@@ -48,13 +55,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.getLogger("transformers").setLevel(logging.ERROR)
+    from bench.backbone import BackboneError
     from methods.hparams import ConfigError
     from splits.registry import UnknownNameError
-    from bench.backbone import BackboneError
 
     try:
         if args.command == "ls":
-            return list_registries()
+            return describe_method(args.method) if args.method else list_registries()
         if args.command == "data":
             from bench import data_cli
             return data_cli.main(args)
@@ -65,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     except (UnknownNameError, ConfigError, BackboneError, OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except FloatingPointError as err:  # methods.trainer.NonFiniteLoss, the SFT loss: "... at step N"
+    except FloatingPointError as err:  # methods.train.preference.NonFiniteLoss, the SFT loss: "... at step N"
         print(f"error: {err}", file=sys.stderr)
         return 1
 
@@ -73,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
 def list_registries() -> int:
     import methods
     from bench.config import PROFILES
-    from bench.ranking import PROTOCOLS
+    from methods.ranking import PROTOCOLS
     from splits import DATASETS, SHIFTS
 
     print("datasets:  ", ", ".join(DATASETS.names()))
@@ -89,10 +96,28 @@ def list_registries() -> int:
     return 0
 
 
+def describe_method(name: str) -> int:
+    import methods
+    from methods.hparams import describe_fields
+
+    cls = methods.method_class(name)
+    paper = cls.paper
+    print(f"{name}: {paper.title}" + (f" (arXiv {paper.arxiv})" if paper.arxiv else ""))
+    if paper.note:
+        print(f"  {paper.note}")
+    rows = describe_fields(cls.Config)
+    if not rows:
+        print("no hyperparameters")
+        return 0
+    print(f"\nhyperparameters (--set {name}.FIELD=VALUE):")
+    print(tabulate(rows, headers=["field", "type", "default", "help"], maxcolwidths=[None, None, 16, 72]))
+    return 0
+
+
 def run_command(args) -> int:
     import methods
     from bench.config import apply_overrides, load_profile, pair_dataset
-    from bench.ranking import PROTOCOLS
+    from methods.ranking import PROTOCOLS
     from splits import DATASETS, SHIFTS
 
     cfg = load_profile(args.profile)

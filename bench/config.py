@@ -4,7 +4,8 @@ A profile (``bench/profiles/<name>.yaml``) gives every value of a run; ``--set s
 type-checked against the dataclass field (``--set sft.epochs=2``, ``--set data.shift=popularity``). Method
 hyperparameters live in each method's own dataclass (``methods/``) and are overridden with the method's name as the
 section (``--set causaldpo.mmd_weight=0.5``); they are collected in ``RunConfig.method_overrides`` and resolved by
-the method registry, so this module does not import ``methods``.
+the method registry. The training stages' settings (`SFTConfig`, `PreferenceConfig`) belong to the trainers that
+read them (`methods.train.config`); the harness's own sections (data, backbone, ranking) are defined here.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from typing import Any
 import yaml
 
 from methods.hparams import ConfigError, coerce
+from methods.train.config import PreferenceConfig, SFTConfig
 from splits.registry import Registry
 
 
@@ -53,28 +55,6 @@ class BackboneConfig:
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha"})
     lora_dropout: float = field(default=0.1, metadata={"help": "LoRA dropout"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "trade compute for memory"})
-
-
-@dataclass
-class SFTConfig:
-    epochs: float = field(default=3, metadata={"help": "SFT epochs over the training samples"})
-    learning_rate: float = field(default=2e-3, metadata={"help": "peak learning rate (cosine schedule)"})
-    batch_size: int = field(default=32, metadata={"help": "per-device batch size"})
-    grad_accum: int = field(default=1, metadata={"help": "gradient accumulation steps"})
-    warmup_ratio: float = field(default=0.05, metadata={"help": "linear warm-up fraction"})
-    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
-
-
-@dataclass
-class PreferenceConfig:
-    epochs: float = field(default=1, metadata={"help": "epochs over the preference pairs"})
-    learning_rate: float = field(default=1e-4, metadata={"help": "peak learning rate (cosine schedule)"})
-    batch_size: int = field(default=16, metadata={"help": "prompts per step; each brings 1 chosen + K rejected"})
-    grad_accum: int = field(default=1, metadata={"help": "gradient accumulation steps"})
-    warmup_ratio: float = field(default=0.1, metadata={"help": "linear warm-up fraction"})
-    max_pairs: int | None = field(default=None, metadata={"help": "cap on preference prompts (None: all)"})
-    negatives: int = field(default=1, metadata={"help": "rejected responses per prompt (K)"})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping"})
 
 
 @dataclass

@@ -14,10 +14,12 @@ import time
 
 
 def add_parser(sub) -> None:
+    from splits.prepared import RAW_DATASETS
+
     d = sub.add_parser("data", help="prepare raw datasets, print their statistics (Table 2), download archives")
     dsub = d.add_subparsers(dest="data_command", required=True)
     p = dsub.add_parser("prepare", help="convert a dataset's raw files into the cached canonical form")
-    p.add_argument("--dataset", required=True, help="ml-10m, yelp2018 or book-crossing")
+    p.add_argument("--dataset", required=True, help=", ".join(RAW_DATASETS.names()))
     p.add_argument("--raw", required=True, help="folder holding the dataset's published raw files")
     p.add_argument("--data-dir", help="where prepared datasets live (default: $BENCH_DATA_DIR or runs/data)")
     s = dsub.add_parser("stats", help="Table 2: users, items, interactions and positives of each dataset")

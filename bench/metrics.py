@@ -6,9 +6,8 @@ NDCG@K = 1 / log2(r + 2) (the ideal DCG of a single relevant item is 1). Every m
 a sample whose output was invalid, or whose target is not in its list, contributes 0; nothing is dropped. A -1 entry
 never matches a target.
 
-Popularity groups: items sorted by training interaction count, most popular first, ties broken by catalogue
-position (lower first), then cut into `n_groups` groups of equal size (sizes differ by at most one, the larger groups
-first). Group ids are 0-based: id g is named ``G{g+1}``, G1 the most popular 20% of items with 5 groups.
+Popularity groups (`splits.groups`): id g is named ``G{g+1}``, G1 the most popular 20% of items with 5 groups;
+time periods T1..T5 likewise.
 
 Every function returns plain Python numbers (JSON-serialisable).
 """
@@ -57,18 +56,6 @@ def valid_ratio(valid: np.ndarray) -> float:
     return float(np.asarray(valid, dtype=bool).mean()) if len(valid) else 0.0
 
 
-def popularity_groups(train_counts: np.ndarray, n_groups: int = 5) -> np.ndarray:
-    """Group id (0 = G1, most popular) of every catalogue position, equal item counts per group."""
-    counts = np.asarray(train_counts)
-    if len(counts) < n_groups:
-        raise ValueError(f"{len(counts)} items cannot fill {n_groups} groups")
-    order = np.lexsort((np.arange(len(counts)), -counts))  # count descending, then position ascending
-    groups = np.empty(len(counts), dtype=np.int64)
-    for g, members in enumerate(np.array_split(order, n_groups)):
-        groups[members] = g
-    return groups
-
-
 def grouped_metrics(topk: np.ndarray, targets: np.ndarray, groups: np.ndarray,
                     ks: tuple[int, ...] = (10, 20)) -> dict[str, dict[str, float | int | None]]:
     """`ranking_metrics` over the samples whose target is in each group, keyed ``G1..Gn``, with ``n`` samples.
@@ -78,14 +65,6 @@ def grouped_metrics(topk: np.ndarray, targets: np.ndarray, groups: np.ndarray,
     _check_k(topk, ks)
     return metrics_by_group(target_ranks(topk, targets), np.asarray(groups)[np.asarray(targets)],
                             int(np.max(groups)) + 1, "G", ks)
-
-
-def time_periods(timestamps: np.ndarray, n_periods: int = 5) -> np.ndarray:
-    """Period id (0 = T1, earliest) of every sample: equal-size chunks of the samples ordered by target time."""
-    periods = np.empty(len(timestamps), dtype=np.int64)
-    for p, members in enumerate(np.array_split(np.argsort(np.asarray(timestamps), kind="stable"), n_periods)):
-        periods[members] = p
-    return periods
 
 
 def metrics_by_group(ranks: np.ndarray, sample_groups: np.ndarray, n_groups: int, prefix: str,

@@ -13,39 +13,26 @@ import numpy as np
 import torch
 
 import methods
-from bench import distributed
 from bench.backbone import build_model, load_tokenizer, load_trained
 from bench.config import RunConfig
-from bench.grounding import ranking_options
-from bench.metrics import (grouped_metrics, metrics_by_group, popularity_groups, ranking_metrics,
-                           recommendation_counts, target_ranks, time_periods)
+from bench.metrics import grouped_metrics, metrics_by_group, ranking_metrics, recommendation_counts, target_ranks
 from bench.prompts import encode_completion, encode_prompt, noun_for, render_prompt
-from bench.ranking import Catalogue, rank
 from bench.results import environment, peak_memory_mb, record_key, record_path, write_record
-from bench.samples import Samples, build_samples
-from bench.sft import cached_sft, run_sft
 from methods.base import MethodContext, TrainingSamples
-from methods.trainer import cached_reference_logps
+from methods.ranking import Catalogue, ProtocolRecommender, rank
+from methods.ranking.grounding import ranking_options
+from methods.train import distributed
+from methods.train.preference import cached_reference_logps
+from methods.train.sft import cached_sft, run_sft
 from splits import build_split, load_dataset
+from splits.groups import popularity_groups, time_periods
+from splits.samples import Samples, build_samples
 
 
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-class LLMRecommender:
-    """A trained language model scored by the run's ranking protocol."""
-
-    def __init__(self, model, catalogue: Catalogue, protocol: str, batch_size: int, options: dict | None = None):
-        self.model, self.catalogue, self.protocol, self.batch_size = model, catalogue, protocol, batch_size
-        self.options = options or {}  # protocol options (grounding: tokenizer, embedder, generation settings)
-
-    def rank(self, prompts, histories, k):
-        result = rank(self.protocol, self.model, prompts, self.catalogue, k=k, batch_size=self.batch_size,
-                      **self.options)
-        return result.topk, result.valid
 
 
 class Cell:
@@ -120,10 +107,12 @@ class Cell:
     def sft_model(self):
         return load_trained(self.sft_dir, self.cfg.backbone, self.device)
 
-    def sft_step(self, model, prompts, targets, epochs, learning_rate):
+    def sft_step(self, model, prompts, targets, epochs, learning_rate, weights=None):
+        """SFT of `model` on (prompt, target) samples with the run's SFT settings; returns (model, seconds/epoch)."""
+        sft = self.cfg.sft
         return run_sft(model, self.tokenizer, prompts, [self.completions[int(t)] for t in targets], epochs,
-                       learning_rate, self.cfg.sft.batch_size, self.cfg.seed, self.device,
-                       dtype=self.cfg.backbone.dtype)
+                       learning_rate, sft.batch_size, self.cfg.seed, self.device, sft.grad_accum, sft.warmup_ratio,
+                       sft.weight_decay, self.cfg.backbone.dtype, weights=weights)
 
     def predict_top1(self, model, prompts) -> np.ndarray:
         top = rank("beam", model, prompts, self.catalogue, k=1, batch_size=self.cfg.ranking.batch_size).topk[:, 0]
@@ -140,8 +129,8 @@ class Cell:
             sft_step=self.sft_step, sft_config=self.cfg.sft, catalogue=self.catalogue,
             reference_logps=lambda loader, tag, pairs: cached_reference_logps(
                 self.cache_dir, tag, loader, pairs, self.tokenizer.pad_token_id, self.device, self.log),
-            recommender=lambda model: LLMRecommender(model, self.catalogue, self.cfg.ranking.protocol,
-                                                     self.cfg.ranking.batch_size, self.ranking_options),
+            recommender=lambda model: ProtocolRecommender(model, self.catalogue, self.cfg.ranking.protocol,
+                                                          self.cfg.ranking.batch_size, **self.ranking_options),
             predict_top1=self.predict_top1, output_dir=method_output, log=self.log)
 
     def rank_sharded(self, recommender, prompts, histories):
@@ -160,8 +149,7 @@ class Cell:
             start = time.perf_counter()
             topk, valid = self.rank_sharded(recommender, self.eval_prompts[part], samples.histories)
             targets = np.array([self.position[int(t)] for t in samples.targets])
-            metrics = ranking_metrics(topk, targets)
-            metrics["valid_ratio"] = float(np.mean(valid)) if len(valid) else float("nan")
+            metrics = ranking_metrics(topk, targets, valid=valid)
             ranks = target_ranks(topk, targets)
             out[part] = {"metrics": metrics, "groups": grouped_metrics(topk, targets, self.groups),
                          "time_groups": metrics_by_group(ranks, time_periods(samples.timestamps), 5, "T"),

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import torch
 
+from splits.permissions import honour_umask
+
 PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "tokenizers", "scikit-learn",
             "recbole", "numpy", "pandas")
 
@@ -46,6 +48,7 @@ def write_record(path: Path, record: dict) -> None:
             json.dump(record, fh, indent=2, sort_keys=True, default=str)
             fh.flush()
             os.fsync(fh.fileno())
+        honour_umask(tmp)  # mkstemp makes it 0600; a results folder shared by a group must stay readable
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -70,7 +73,8 @@ def environment(device) -> dict:
         except metadata.PackageNotFoundError:
             versions[name] = None
     return {"versions": versions, "python": platform.python_version(), "machine": platform.machine(),
-            "cpu_count": os.cpu_count(), "device": device_name(device), "git_commit": GIT_COMMIT,
+            "cpu_model": cpu_model(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "cpu_kernels": cpu_kernels(), "device": device_name(device), "git_commit": GIT_COMMIT,
             "git_dirty": GIT_DIRTY, "world_size": int(os.environ.get("WORLD_SIZE", "1"))}
 
 
@@ -78,7 +82,26 @@ def device_name(device) -> str:
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"cpu ({torch.get_num_threads()} threads, {platform.processor() or platform.machine()})"
+    return f"cpu ({torch.get_num_threads()} threads, {cpu_model()})"
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux): CPU float results are bit-identical only on the same model."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware", "cpu model")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_kernels() -> dict:
+    """What torch computes CPU floats with: ATen's SIMD dispatch level, the BLAS it was built with, oneDNN."""
+    blas = [part.split("=", 1)[1] for part in torch.__config__.show().replace(",", " ").split()
+            if part.startswith("BLAS_INFO=")]
+    return {"capability": torch.backends.cpu.get_cpu_capability(), "blas": blas[0] if blas else None,
+            "onednn": torch.backends.mkldnn.is_available()}
 
 
 def _git(*args: str) -> str | None:

@@ -13,8 +13,9 @@ from typing import Any, Callable, ClassVar, Protocol
 
 import numpy as np
 
-from splits import Split
+from methods.ranking import Catalogue
 from splits.registry import Registry
+from splits.types import Split
 
 
 @dataclass(frozen=True)
@@ -49,20 +50,21 @@ class MethodContext:
     items: np.ndarray                       # catalogue item ids, position = catalogue index
     completions: dict[int, list[int]]       # item id -> completion token ids (title + EOS)
     train_counts: np.ndarray                # training interactions per catalogue position
-    preference: Any                         # bench.config.PreferenceConfig
+    preference: Any                         # methods.train.config.PreferenceConfig of the run
     seed: int
     device: Any
     tokenizer: Any
     load_sft_model: Callable[[], Any]       # a fresh trainable copy of the cell's cached SFT model
     load_base_model: Callable[[], Any]      # the backbone before SFT ("w/o SFT" ablations)
     sft_tag: str                            # identifies the SFT model (keys the reference log-prob cache)
-    sft_step: Callable[..., Any]            # sft_step(model, prompts, targets, epochs, learning_rate) -> model
+    sft_step: Callable[..., Any]            # sft_step(model, prompts, targets, epochs, learning_rate, weights=None)
+                                            #   -> (model, seconds per epoch); weights: per-sample loss weights
     reference_logps: Callable[..., Any]     # reference_logps(model_or_loader, tag, pairs) -> cached log-probs
     recommender: Callable[[Any], Recommender]  # wraps a trained LM with the run's ranking protocol
     predict_top1: Callable[[Any, list[list[int]]], np.ndarray]  # constrained greedy item per prompt
     output_dir: Any
-    sft_config: Any = None                  # bench.config.SFTConfig of the run (epochs, learning rate, batch size)
-    catalogue: Any = None                   # the harness's bench.ranking.Catalogue (its title trie built once)
+    sft_config: Any = None                  # methods.train.config.SFTConfig of the run
+    catalogue: Any = None                   # the harness's methods.ranking.Catalogue (its title trie built once)
     log: Callable[[str], None] = print
     stats: dict = field(default_factory=dict)  # a method's own figures, copied into its record
 
@@ -71,8 +73,6 @@ def catalogue_of(ctx: MethodContext) -> Catalogue:
     """The run's catalogue: the harness's own, or one built the same way for hand-made contexts."""
     if getattr(ctx, "catalogue", None) is not None:
         return ctx.catalogue
-    from bench.ranking import Catalogue  # not at import time: bench imports the methods package
-
     return Catalogue(items=[int(i) for i in ctx.items], completions=[ctx.completions[int(i)] for i in ctx.items],
                      eos_id=ctx.tokenizer.eos_token_id, pad_id=ctx.tokenizer.pad_token_id)
 

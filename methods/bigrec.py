@@ -1,11 +1,12 @@
 """BIGRec: a bi-step grounding paradigm for LLM recommenders (Bao et al., 2023, arXiv 2308.08434).
 
 Step 1 (language space): the cell's shared SFT model, unchanged. BIGRec's own SFT trains on the whole Alpaca text
-(``--train_on_inputs``: prompt + response tokens); we reuse the cell's completion-only SFT model instead, because the
-CausalDPO paper has every method start from the same SFT data and model (one SFT per cell, DESIGN.md).
+(``--train_on_inputs``: prompt + response tokens); we reuse the cell's completion-only SFT model instead, because in
+the CausalDPO paper "all baseline methods and CausalDPO utilize the same supervised fine-tuning dataset" (Appendix
+B.3): one SFT model per cell.
 
-Step 2 (grounding to actual items): the ``grounding`` protocol of `bench.grounding`, **regardless of the run's
-``ranking.protocol``** (BIGRec is defined by its grounding; the method records this in its stats):
+Step 2 (grounding to actual items): the ``grounding`` protocol of `methods.ranking.grounding`, **regardless of the
+run's ``ranking.protocol``** (BIGRec is defined by its grounding; the method records this in its stats):
 
 * generate unconstrained with ``num_beams`` beams (BIGRec's inference.py: 4), ground the top beam only;
 * embed the generated text and every title with the **base** backbone's last-layer hidden state at the last token
@@ -25,9 +26,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from bench.grounding import EMBEDDERS, make_embedder
-from bench.ranking import Catalogue, rank
 from methods.base import Method, MethodContext, Paper, catalogue_of, register
+from methods.ranking import ProtocolRecommender
+from methods.ranking.grounding import EMBEDDERS, make_embedder
 
 
 @dataclass
@@ -58,18 +59,6 @@ def popularity_adjust(counts: np.ndarray, gamma: float, device):
     return adjust
 
 
-class GroundingRecommender:
-    """A model ranked by the grounding protocol with fixed options."""
-
-    def __init__(self, model, catalogue: Catalogue, batch_size: int, **options):
-        self.model, self.catalogue, self.batch_size, self.options = model, catalogue, batch_size, options
-
-    def rank(self, prompts, histories, k):
-        result = rank("grounding", self.model, prompts, self.catalogue, k=k, batch_size=self.batch_size,
-                      **self.options)
-        return result.topk, result.valid
-
-
 @register
 class BIGRec(Method):
     name = "bigrec"
@@ -85,6 +74,6 @@ class BIGRec(Method):
         ctx.stats.update(protocol="grounding", embedder=cfg.embedder, num_beams=cfg.num_beams, gamma=cfg.gamma)
         ctx.log(f"bigrec: grounding protocol (embedder {cfg.embedder}, {cfg.num_beams} beams, gamma {cfg.gamma}), "
                 f"whatever the run's ranking protocol")
-        return GroundingRecommender(ctx.load_sft_model(), catalogue, cfg.batch_size, tokenizer=tok,
-                                    embedder=embedder, num_beams=cfg.num_beams, max_new_tokens=cfg.max_new_tokens,
-                                    adjust=adjust)
+        return ProtocolRecommender(ctx.load_sft_model(), catalogue, "grounding", cfg.batch_size, tokenizer=tok,
+                                   embedder=embedder, num_beams=cfg.num_beams, max_new_tokens=cfg.max_new_tokens,
+                                   adjust=adjust)

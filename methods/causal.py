@@ -2,7 +2,7 @@
 any preference loss (`causaldpo` = `dpo+causal`; `simpo+causal` etc. reuse it).
 
 The paper leaves several choices free and its released code does not implement the method (constant features, an
-untrained projection, identity "environment batches", a near-constant MMD; see the repository's reference notes).
+untrained projection, identity "environment batches", a near-constant MMD).
 This module implements the equations; every choice is stated here and in `CausalConfig`:
 
 1. h_i: the policy's last-layer hidden state at the last prompt token, taken from the same forward pass that gives

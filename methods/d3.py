@@ -9,7 +9,7 @@ training samples):
     s'(v | h)   = g * log_softmax(LLM)(v | x, h) + (1 - g) * log p_TF(v | h)
     score(y)    = sum_t s'(y_t | y_<t)            (no length normalisation: length_penalty = 0)
 
-with P_S(i|u) = softmax_i of SASRec's logits for the user's history (see `bench.d3_decoding`). Removing the length
+with P_S(i|u) = softmax_i of SASRec's logits for the user's history (see `methods.ranking.d3`). Removing the length
 normalisation is the paper's amplification-bias fix (ghost tokens with p ~ 1 no longer inflate long titles);
 the assistant is its homogeneity fix.
 
@@ -38,9 +38,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bench.d3_decoding import TrieMass, d3_rank
-from bench.ranking import Catalogue
 from methods.base import Method, MethodContext, Paper, catalogue_of, register
+from methods.ranking import Catalogue
+from methods.ranking.d3 import TrieMass, d3_rank
 from methods.sasrec import SASRecConfig, TrainedSASRec, fit_sasrec
 
 

@@ -5,8 +5,7 @@ L = -log sigmoid( beta * r(y_w) - (1/K) sum_{k=1..K} beta * r(y_{l_k}) ),   r(y)
 averaged over the batch; log-probs summed over the completion tokens (title + EOS). The positive's implicit reward
 is pushed above the MEAN of the K negatives' rewards (S-DPO instead takes a log-sum-exp, i.e. weights hard
 negatives). K = 1 is DPO exactly. The equation follows the paper's description ("maximizing the probability of
-positive samples and minimizing the probability of multiple negative samples"), as given in the reference notes
-(not re-verified against the PDF).
+positive samples and minimizing the probability of multiple negative samples", Section 3).
 
 How this differs from the public code (BZX667/DMPO @ fe6ecb5, a LLaMA-Factory fork): that code passes the
 reference CHOSEN log-probs twice to TRL's dpo_loss, so its reference term cancels (a reference-free pairwise loss),

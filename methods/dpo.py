@@ -5,7 +5,7 @@ the batch, log-probs summed over the completion tokens (title + EOS) only. The r
 (its log-probs precomputed once and cached); the policy starts from the same SFT model. Negatives: seeded random
 catalogue items outside the history (the CausalDPO paper's setting, Appendix B.3, after S-DPO). With
 `--set preference.negatives=K` each prompt brings K rejected titles and the K pairwise losses are averaged.
-beta = 0.1 by default (TRL's and SPRec's value; the CausalDPO release also ends up using 0.1, see reference notes).
+beta = 0.1 by default (TRL's and SPRec's value; the CausalDPO release's scripts also end up using 0.1).
 """
 from __future__ import annotations
 

@@ -39,6 +39,22 @@ def coerce(value: Any, annotation: Any, where: str) -> Any:
     raise ConfigError(f"{where}: expected {annotation.__name__}, got {value!r}")
 
 
+def describe_fields(config_cls: type) -> list[tuple[str, str, str, str]]:
+    """(name, type, default, help) of every field of a config dataclass, for `python -m bench ls METHOD`."""
+    hints = typing.get_type_hints(config_cls)
+    rows = []
+    for f in dataclasses.fields(config_cls):
+        if f.default is not dataclasses.MISSING:
+            default = repr(f.default)
+        elif f.default_factory is not dataclasses.MISSING:
+            default = repr(f.default_factory())
+        else:
+            default = "(required)"
+        kind = getattr(hints[f.name], "__name__", None) if typing.get_origin(hints[f.name]) is None else None
+        rows.append((f.name, kind or str(hints[f.name]).replace("typing.", ""), default, f.metadata.get("help", "")))
+    return rows
+
+
 def make_config(config_cls: type, overrides: dict[str, Any], where: str):
     """A dataclass instance with `overrides` applied, each key and type checked."""
     known = {f.name for f in dataclasses.fields(config_cls)}

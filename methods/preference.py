@@ -29,13 +29,13 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 import torch
 
-from bench.metrics import popularity_groups, time_periods
 from methods.base import Method, MethodContext, Paper
 from methods.causal import CausalConfig, CausalRegularizer
 from methods.losses import LOSSES, LogProbs, mean_reduce
 from methods.negatives import random_negatives
 from methods.projection import environment_projection
-from methods.trainer import PreferencePairs, ReferenceLogps, implicit_chosen_reward, train_preference
+from methods.train.preference import PreferencePairs, ReferenceLogps, implicit_chosen_reward, train_preference
+from splits.groups import popularity_groups, time_periods
 
 
 def preference_pairs(ctx: MethodContext, rejected_items: np.ndarray, rows: np.ndarray,

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from sklearn.decomposition import PCA
 from sklearn.metrics import adjusted_mutual_info_score
 
-from bench.ranking import left_pad
 from methods.causal import dbscan_labels
+from methods.train.sequences import left_pad
 
 
 @torch.inference_mode()

@@ -2,7 +2,7 @@
 arXiv 2410.12519, "RosePO: Aligning LLM-based Recommenders with Human Values").
 
 No public code exists; the paper fixes the shape of the method, not its details. What follows is our reading, and
-every free choice is listed (reference notes: `baseline-methods.md` section 6).
+every free choice is listed.
 
 Loss (conservative-DPO form with a per-pair smoothing factor, `methods.losses.rosepo_loss`):
 

@@ -2,7 +2,7 @@
 
 Reweighting (in-learning), as in IFairLRS's finetune_gen_weight_popularity.py:
 
-* Items fall into G = 5 popularity groups by training interaction count (`bench.metrics.popularity_groups`, the
+* Items fall into G = 5 popularity groups by training interaction count (`splits.groups.popularity_groups`, the
   same groups the benchmark reports; group 0 = G1, the most popular).
 * Over the training samples, ``n_hist(g)`` = history items in group g (all prompts, repeats counted) and
   ``n_tgt(g)`` = target items in group g. Group weight
@@ -10,17 +10,18 @@ Reweighting (in-learning), as in IFairLRS's finetune_gen_weight_popularity.py:
   relative to histories are down-weighted. Sample weight ``w_i = w_{g(target_i)}`` (so the mean sample weight is 1).
   A group without training targets has no weight (recorded as None: no sample uses it).
 * SFT loss ``L = (1/B) sum_i w_i * CE_i`` with ``CE_i`` the mean NLL over sample i's completion tokens
-  (`bench.sft.completion_loss`). This is the intended loss; the official code computes
+  (`methods.train.sft.completion_loss`). This is the intended loss; the official code computes
   ``mean(w * mean(token CE))`` with an un-dimensioned inner mean, i.e. mean(w_batch) times the batch's token CE,
   which loses the per-sample weighting (and averages in the ignored positions): we do not reproduce that bug.
   With all weights 1 this per-sample mean differs from the shared SFT's token mean when completion lengths differ.
-* RW trains its own SFT model from the base backbone (not from the shared SFT model) with the run's SFT settings
-  (epochs, learning rate, batch size, accumulation, warm-up, weight decay), on the same samples, completion-only
-  (IFairLRS inherits BIGRec's ``train_on_inputs=True``; every method here trains on the completion only). The
-  settings come from ``ctx.sft_config`` when the harness provides it, else `bench.config.SFTConfig`'s defaults
-  (logged); ``epochs`` / ``learning_rate`` override them. The model is not cached: every fit retrains it.
+* RW trains its own SFT model from the base backbone (not from the shared SFT model) through the harness's SFT
+  step (``ctx.sft_step`` with per-sample weights: the run's batch size, accumulation, warm-up and weight decay), on
+  the same samples, completion-only (IFairLRS inherits BIGRec's ``train_on_inputs=True``; every method here trains
+  on the completion only). Epochs and learning rate are the run's (``ctx.sft_config``, else `SFTConfig`'s
+  defaults, logged) unless ``epochs`` / ``learning_rate`` override them. The model is not cached: every fit
+  retrains it.
 
-Re-ranking (post-learning). The paper's formula is not public (not in the repo; see the baseline digest), so this
+Re-ranking (post-learning). The paper's formula is not given in enough detail to implement (and not in its code), so this
 rule is ours: take the top ``pool`` candidates of the run's ranking protocol, score candidate at protocol rank j
 (0-based) by ``s = -j``, and fill each user's list greedily: at slot t >= 1, pick the candidate maximising
 ``s - lambda * (r_g - h_g)`` where g is its group, ``r_g`` the share of group g among the t items already chosen for
@@ -37,8 +38,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bench.metrics import popularity_groups
 from methods.base import Method, MethodContext, Paper, register
+from methods.train.config import SFTConfig
+from splits.groups import popularity_groups
 
 
 @dataclass
@@ -113,9 +115,6 @@ class RW(Method):
     Config = RWConfig
 
     def fit(self, ctx: MethodContext):
-        from bench.config import SFTConfig  # not at import time: bench.config imports the methods package
-        from bench.sft import run_sft
-
         cfg = self.config
         groups = popularity_groups(ctx.train_counts, cfg.n_groups)
         position = {int(item): i for i, item in enumerate(ctx.items)}
@@ -127,17 +126,14 @@ class RW(Method):
         sft = getattr(ctx, "sft_config", None)
         if sft is None:
             sft = SFTConfig()
-            ctx.log("rw: the context has no sft_config; using bench.config.SFTConfig defaults for RW's SFT")
+            ctx.log("rw: the context has no sft_config; using the SFTConfig defaults for RW's SFT")
         sft = dataclasses.replace(sft, epochs=sft.epochs if cfg.epochs is None else cfg.epochs,
                                   learning_rate=sft.learning_rate if cfg.learning_rate is None else cfg.learning_rate)
         model = ctx.load_base_model()
-        dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
         ctx.log("rw: group weights " + ", ".join(f"G{g + 1} {w:.3f}" for g, w in enumerate(weights))
                 + f"; weighted SFT from the base model, {sft.epochs} epochs at lr {sft.learning_rate}")
-        model, seconds = run_sft(model, ctx.tokenizer, ctx.train.prompts,
-                                 [ctx.completions[int(t)] for t in ctx.train.targets], sft.epochs, sft.learning_rate,
-                                 sft.batch_size, ctx.seed, ctx.device, sft.grad_accum, sft.warmup_ratio,
-                                 sft.weight_decay, dtype, weights=sample_weights.tolist())
+        model, seconds = ctx.sft_step(model, ctx.train.prompts, ctx.train.targets, sft.epochs, sft.learning_rate,
+                                      weights=sample_weights.tolist())
         ctx.stats.update(seconds_per_epoch=seconds, group_weights=_none_for_nan(weights),
                          history_share=hist_share.tolist(), target_share=tgt_share.tolist(),
                          sft_epochs=sft.epochs, sft_learning_rate=sft.learning_rate,

@@ -10,7 +10,7 @@ Data. The split is written as RecBole atomic files with ``benchmark_filename: [t
 ``<dir>/bench/bench.{train,valid,test}.inter`` with header ``user_id:token item_id_list:token_seq item_id:token``,
 one row per (user, history, target) sample, so RecBole does no augmentation of its own:
 - train = `ctx.train` (the same capped samples the SFT/preference stages see, with their users);
-- valid = the split's ``valid`` part through `bench.samples.build_samples` (same history rule), at most
+- valid = the split's ``valid`` part through `splits.samples.build_samples` (same history rule), at most
   `max_valid_samples` of them (seeded by the split seed); it selects the best epoch (RecBole's early stopping on
   `valid_metric`, full-catalogue ranking). With no valid samples the last epoch is kept (and the first training
   sample stands in the valid and test files, which RecBole needs non-empty);
@@ -42,10 +42,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.ranking import top_k
-from bench.recbole_compat import isolated_config, load_checkpoint, quiet, recbole
-from bench.samples import Samples, build_samples
 from methods.base import Method, MethodContext, Paper, register
+from methods.ranking import top_k
+from methods.recbole_compat import isolated_config, load_checkpoint, quiet, recbole
+from splits.samples import Samples, build_samples
 
 DATASET = "bench"  # the RecBole dataset name; no properties/dataset/<name>.yaml of RecBole's may match it
 PARTS = ("train", "valid", "test")

@@ -24,7 +24,7 @@ import numpy as np
 from methods.base import Method, MethodContext, Paper, register
 from methods.losses import dpo_loss, mean_reduce
 from methods.preference import preference_pairs, sample_rows
-from methods.trainer import train_preference
+from methods.train.preference import train_preference
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Content fingerprints of datasets and splits (DESIGN.md: "Split ... + fingerprint (sha of the ids)").
+"""Content fingerprints of datasets and splits (the sha256 of the ids).
 
 The hash is taken over fixed-width little-endian numbers in a canonical row order, never over pandas' own
 serialisation, so it does not depend on the pandas version, on the frames' row order or on their dtypes' widths.

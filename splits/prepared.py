@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from .datasets import DATASETS, make_dataset
+from .permissions import honour_umask
 from .registry import Registry
 from .types import Dataset
 
@@ -137,7 +138,7 @@ def prepare(name: str, raw: str | os.PathLike, root: str | os.PathLike | None = 
         (tmp / "titles.json").write_text(json.dumps({str(k): v for k, v in sorted(data.titles.items())},
                                                     ensure_ascii=False), encoding="utf-8")
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False), encoding="utf-8")
-        os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
+        honour_umask(tmp)  # mkdtemp makes it 0700
         old = None
         if target.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{name}.old-", dir=root))

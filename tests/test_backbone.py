@@ -2,9 +2,10 @@
 import pytest
 import torch
 
-from bench.backbone import BackboneError, build_model, load_tokenizer, load_trained, save_atomically
+from bench.backbone import BackboneError, build_model, load_tokenizer, load_trained
 from bench.config import BackboneConfig
 from bench.prompts import encode_completion, encode_prompt, render_prompt
+from methods.train.cache import save_atomically
 
 TEXTS = ["Toy Story (1995)", "Cape Fear (1991)", "Cape Fear (1962)", render_prompt(["x"], "movie")]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import distributed
+from methods.train import distributed
 
 ROOT = Path(__file__).resolve().parents[1]
 

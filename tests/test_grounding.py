@@ -1,4 +1,4 @@
-"""The grounding protocol (bench/grounding.py) and BIGRec (methods/bigrec.py) on a tiny random Llama with a word
+"""The grounding protocol (methods/ranking/grounding.py) and BIGRec (methods/bigrec.py) on a tiny random Llama with a word
 tokenizer: exact titles ground first at distance 0, the backbone embedder is the unpadded last-token state, the
 end-to-end protocol agrees with one-at-a-time generation, and MiniLM loads only from its local package."""
 from __future__ import annotations
@@ -14,12 +14,12 @@ from transformers import LlamaConfig, LlamaForCausalLM
 import methods
 from bench.backbone import train_word_tokenizer
 from bench.config import RankingConfig
-from bench.grounding import (BackboneEmbedder, Embedder, GroundingError, MiniLMEmbedder, catalogue_titles,
-                             ground_texts, make_embedder, ranking_options)
 from bench.prompts import encode_completion, encode_prompt, render_prompt
-from bench.ranking import Catalogue, rank
-from bench.sft import run_sft
 from methods.bigrec import popularity_adjust  # importing methods.bigrec also registers `bigrec`
+from methods.ranking import Catalogue, rank
+from methods.ranking.grounding import (BackboneEmbedder, Embedder, GroundingError, MiniLMEmbedder, catalogue_titles,
+                                       ground_texts, make_embedder, ranking_options)
+from methods.train.sft import run_sft
 
 WORDS = [f"w{i}" for i in range(40)]
 TITLES = ["w1 w2", "w1 w2 w3", "w4", "w5 w6 w7", "w8 w9", "w10", "w11 w12", "w13 w1", "w14 w15 w16", "w17",

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import methods
-from bench.config import PreferenceConfig as PrefCfg
 from methods.causal import CausalConfig, CausalRegularizer
-from methods.trainer import reference_logps, train_preference
+from methods.train.config import PreferenceConfig as PrefCfg
+from methods.train.preference import reference_logps, train_preference
 from tests.test_trainer import PAD, pairs, tiny_model
 
 

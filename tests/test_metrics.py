@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from bench.metrics import (grouped_metrics, popularity_groups, ranking_metrics, recommendation_counts,
-                           valid_ratio)
+from bench.metrics import grouped_metrics, ranking_metrics, recommendation_counts, valid_ratio
+from splits.groups import popularity_groups
 
 
 def ranked(rows: list[list[int]], width: int = 20) -> np.ndarray:

@@ -3,9 +3,9 @@ import math
 
 import trl.trainer.utils as trl_utils
 
-from bench.config import PreferenceConfig
 from bench.perf.causal_overhead import ARCHS, random_pairs
 from bench.perf.trl_comparison import fixed_batch_losses, id_tokenizer, main
+from methods.train.config import PreferenceConfig
 
 VOCAB = ARCHS["tiny"][1]["vocab_size"]
 

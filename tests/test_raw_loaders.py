@@ -175,7 +175,7 @@ def write_bx(folder: Path) -> Path:
     ratings += ['"10";"0001";"0"', '"10";"0002";"0"', '"10";"0006";"7"']  # 2 implicit, one 7 (not "> 7")
     ratings += ['"10";"0003";"9"', '"10";"9999";"10"']  # book row skipped / unknown ISBN: dropped
     ratings += ['"12";"0001";"5";"extra"', '"abc";"0001";"5"']  # malformed: skipped
-    ratings += [f'"11";"0001";"9"' for _ in range(19)] + [f'"11";"0002";"0"' for _ in range(5)]  # dropped user
+    ratings += ['"11";"0001";"9"' for _ in range(19)] + ['"11";"0002";"0"' for _ in range(5)]  # dropped user
     (folder / "BX-Book-Ratings.csv").write_bytes(("\r\n".join(ratings) + "\r\n").encode("cp1252"))
     (folder / "BX-Books.csv").write_bytes(b"\r\n".join(BOOKS) + b"\r\n")
     return folder

@@ -62,13 +62,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_raw_loaders import ml10m_lines, write_bx, write_ml10m, write_yelp
 
 from bench.cli import main
 from bench.leaderboard.grids import Cell
 from bench.leaderboard.locks import GroupLock
 from bench.leaderboard.records import RecordIndex
 from bench.leaderboard.runner import GridRunner, group_cells
-from test_raw_loaders import ml10m_lines, write_bx, write_ml10m, write_yelp
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
@@ -438,10 +438,11 @@ def test_k_larger_than_the_catalogue(tmp_path, capsys):
 
 
 def test_infinite_loss_stops_with_its_step_number():
-    from bench.config import PreferenceConfig
-    from methods.losses import mean_reduce
-    from methods.trainer import NonFiniteLoss, reference_logps, train_preference
     from test_trainer import PAD, pairs, tiny_model
+
+    from methods.losses import mean_reduce
+    from methods.train.config import PreferenceConfig
+    from methods.train.preference import NonFiniteLoss, reference_logps, train_preference
 
     model, data = tiny_model(), pairs(n=16, k=1)
     ref = reference_logps(model, data, PAD, "cpu")
@@ -520,7 +521,7 @@ def _readable(path: Path) -> bool:
 
 @pytest.mark.parametrize("existing,expected", [("theirs", "theirs"), ("corrupt", "ours")])
 def test_cache_entry_is_kept_if_valid_and_swapped_out_if_corrupt(tmp_path, existing, expected):
-    from bench.backbone import save_atomically
+    from methods.train.cache import save_atomically
 
     target = tmp_path / "tokenizers" / "abc"
     target.mkdir(parents=True)
@@ -535,7 +536,7 @@ def test_cache_entry_saved_by_another_process_meanwhile_is_kept(tmp_path, monkey
     the entry is never deleted in place (a reader loading it would fail: seen with two grid runners)."""
     import shutil
 
-    from bench.backbone import save_atomically
+    from methods.train.cache import save_atomically
 
     target = tmp_path / "tokenizers" / "abc"
     target.mkdir(parents=True)

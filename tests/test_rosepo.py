@@ -9,12 +9,12 @@ import pytest
 import torch
 
 import methods
-from bench.config import PreferenceConfig as PrefCfg
 from methods.base import MethodContext, TrainingSamples
 from methods.losses import LOSSES, LogProbs, dpo_loss, rosepo_loss
 from methods.rosepo import (MFOracle, fit_mf_oracle, oracle_margins, popularity_negatives, self_hard_negatives,
                             smoothing_from_margins, strategy_slots, weighted_negatives)
-from methods.trainer import PairCollator, PairDataset, PreferencePairs, reference_logps, train_preference
+from methods.train.config import PreferenceConfig as PrefCfg
+from methods.train.preference import PairCollator, PairDataset, PreferencePairs, reference_logps, train_preference
 from tests.test_trainer import PAD, pairs, tiny_model
 
 

@@ -8,11 +8,12 @@ import numpy as np
 import torch
 
 import methods
-from bench.config import SFTConfig
-from bench.ranking import Catalogue, rank
-from bench.sft import CompletionCollator, completion_loss
+from methods.ranking import Catalogue, rank
 from methods.rw import group_weights, rerank  # importing methods.rw also registers `rw`
-from methods.trainer import completion_logps
+from methods.train.config import SFTConfig
+from methods.train.sequences import completion_logps
+from methods.train.sft import CompletionCollator, completion_loss, run_sft
+from splits.groups import popularity_groups
 from tests.test_sft import setup
 
 
@@ -101,9 +102,15 @@ def test_rw_fit_smoke():
             result = rank("likelihood", self.model, p, catalogue, k=k)
             return result.topk, result.valid
 
-    built = []
+    built, sft_calls = [], []
+
+    def sft_step(model, prompts, targets, epochs, learning_rate, weights=None):
+        sft_calls.append((epochs, learning_rate, weights))
+        return run_sft(model, tok, prompts, [completions[int(t)] for t in targets], epochs, learning_rate, 8, 0, "cpu",
+                       weights=weights)
+
     ctx = types.SimpleNamespace(
-        train=types.SimpleNamespace(prompts=prompts, targets=targets, histories=histories), items=items,
+        sft_step=sft_step, train=types.SimpleNamespace(prompts=prompts, targets=targets, histories=histories), items=items,
         completions=completions, train_counts=counts, tokenizer=tok, seed=0, device="cpu", stats={},
         log=lambda m: None, load_base_model=lambda: built.append(1) or setup()[1], recommender=Ranker,
         sft_config=SFTConfig(epochs=1, learning_rate=1e-3, batch_size=8))
@@ -111,6 +118,13 @@ def test_rw_fit_smoke():
     before = [p.detach().clone() for p in setup()[1].parameters()]
     recommender = method.fit(ctx)
     assert built == [1]
+    (epochs, lr, weights), = sft_calls                                           # one weighted SFT run, through the context
+    assert (epochs, lr) == (1, 1e-3) and len(weights) == 20
+    position = {int(i): j for j, i in enumerate(items)}
+    groups = popularity_groups(counts)
+    expected, _, _ = group_weights(np.array([groups[position[int(i)]] for h in histories for i in h]),
+                                   groups[[position[int(t)] for t in targets]], 5)
+    np.testing.assert_allclose(weights, expected[groups[[position[int(t)] for t in targets]]])
     assert any(not torch.equal(a, b) for a, b in zip(before, recommender.inner.model.parameters()))
     topk, valid = recommender.rank(prompts[:4], histories[:4], 5)
     assert topk.shape == (4, 5) and valid.all()

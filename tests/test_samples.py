@@ -3,9 +3,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.samples import build_samples
 from methods.negatives import random_negatives
 from splits import Split
+from splits.samples import build_samples
 
 
 def frame(rows):

@@ -1,4 +1,4 @@
-"""SFT (bench/sft.py): the completion-only loss and the per-cell cache."""
+"""SFT (methods/train/sft.py): the completion-only loss and the per-cell cache."""
 import json
 
 import numpy as np
@@ -6,9 +6,9 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from bench.backbone import train_word_tokenizer
-from bench.config import SFTConfig
-from bench.sft import CompletionCollator, cached_sft, run_sft
-from methods.trainer import completion_logps
+from methods.train.config import SFTConfig
+from methods.train.sequences import completion_logps
+from methods.train.sft import CompletionCollator, cached_sft, run_sft
 
 WORDS = [f"w{i}" for i in range(60)]
 

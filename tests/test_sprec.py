@@ -3,10 +3,10 @@ import numpy as np
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from bench.config import PreferenceConfig
 from methods import resolve
 from methods.base import MethodContext, TrainingSamples
-from methods.trainer import reference_logps
+from methods.train.config import PreferenceConfig
+from methods.train.preference import reference_logps
 
 
 def tiny_model():

@@ -1,14 +1,15 @@
-"""The shared preference trainer (methods/trainer.py): log-probs, the reference cache, one training run."""
+"""The shared preference trainer (methods/train/preference.py): log-probs, the reference cache, one training run."""
 import numpy as np
 import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from methods.causal import CausalConfig, CausalRegularizer
-from bench.config import PreferenceConfig as PrefCfg
 from methods.losses import dpo_loss, mean_reduce
-from methods.trainer import (NonFiniteLoss, PreferencePairs, cached_reference_logps, completion_logps,
-                             left_padded, reference_logps, train_preference)
+from methods.train.config import PreferenceConfig as PrefCfg
+from methods.train.preference import (NonFiniteLoss, PreferencePairs, cached_reference_logps, reference_logps,
+                                      train_preference)
+from methods.train.sequences import completion_logps, left_padded
 
 PAD = 0
 
@@ -100,7 +101,7 @@ def test_non_finite_loss_stops_with_the_step_number():
 
 
 def test_the_padded_mask_is_causal_hides_padding_and_leaves_no_row_empty():
-    from methods.trainer import padded_causal_mask
+    from methods.train.sequences import padded_causal_mask
 
     mask = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]])
     additive = padded_causal_mask(mask, torch.float32)

@@ -15,7 +15,9 @@ DEFAULT_RESULTS = "runs/results"
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--profile", default="tiny", help="tiny (default), smoke, paper, or another bench/profiles/*.yaml")
+    from bench.config import PROFILES
+
+    p.add_argument("--profile", default="tiny", help=f"{', '.join(PROFILES.names())} (default: tiny)")
     p.add_argument("--tables", help="comma-separated: 1..9, fig1, fig2, fig3, or all (default: tables 1-9, fig1, fig2)")
     p.add_argument("--seeds", default="0", help="training seeds, comma-separated (default 0)")
     p.add_argument("--results", default=DEFAULT_RESULTS, help=f"records folder (default {DEFAULT_RESULTS})")

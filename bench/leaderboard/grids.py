@@ -21,8 +21,6 @@ BACKBONES = {
     "paper": {"llama": "meta-llama/Llama-3.1-8B", "qwen2": "Qwen/Qwen2.5-7B-Instruct", "qwen3": "Qwen/Qwen3-8B"},
     "default": {"llama": "tiny-llama", "qwen2": "tiny-qwen2", "qwen3": "tiny-qwen3"},
 }
-# methods that do not exist yet: Table 8's "w/o SFT" (CausalDPO aligned from the base backbone, no SFT stage)
-PLANNED_METHODS: dict[str, str] = {}  # method name -> what it will be, for grid rows whose method is not written yet
 
 
 @dataclass(frozen=True)

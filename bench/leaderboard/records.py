@@ -20,7 +20,6 @@ from bench.pipeline import VOLATILE, record_key_for
 from bench.results import read_records, record_key
 
 
-
 def stable_config(config: dict) -> dict:
     return {k: v for k, v in config.items() if k not in VOLATILE}
 

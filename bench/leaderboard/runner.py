@@ -11,7 +11,7 @@ group, and run the missing methods of a group in one `bench.pipeline.run` call (
   (the groups that differ only in method-level overrides, e.g. Table 8's beta sweep) is held by another runner is
   put off to the end of this runner's list once, so two runners starting together do not train one SFT model
   twice. Families are seen among this runner's own groups (all of them without --shard).
-* Methods not registered in this checkout (`grids.PLANNED_METHODS`, or ones still being written) are reported
+* Methods not registered in this checkout (a grid row whose method is not written yet) are reported
   and skipped, never fatal; a group that fails is logged and the runner goes on with the next.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from bench.leaderboard.grids import PLANNED_METHODS, Cell
+from bench.leaderboard.grids import Cell
 from bench.leaderboard.locks import DEFAULT_STALE_AFTER, GroupLock
 from bench.leaderboard.records import RecordIndex, cell_config, cell_identity
 
@@ -115,7 +115,7 @@ class GridRunner:
             ident = self.identity(cell)
             if ident is None:
                 if summary is not None:
-                    summary.unavailable[cell.method] = PLANNED_METHODS.get(cell.method, "not in `python -m bench ls`")
+                    summary.unavailable[cell.method] = "not in `python -m bench ls`"
             elif index.get(ident) is None:
                 todo.append(cell)
             elif summary is not None:

@@ -15,7 +15,7 @@ duration of the run (and restored after), each wrapper timing its call and profi
 | SFT | `cached_sft` (the cell's shared SFT model) |
 | load SFT model | `Cell.sft_model` |
 | reference pass | `cached_reference_logps` (loading the reference model included) |
-| preference training | `methods.trainer.train_preference`, wherever a method imported it |
+| preference training | `methods.train.preference.train_preference`, wherever a method imported it |
 | sprec: self-play generation | `Cell.predict_top1` (trie-constrained greedy over the drawn training samples) |
 | sprec: SFT step | `Cell.sft_step` |
 | ranking + metrics | `Cell.evaluate` (full-catalogue likelihood ranking of the test samples) |
@@ -47,7 +47,7 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-import methods.trainer
+import methods.train.preference
 from bench import cli, pipeline
 from bench.pipeline import Cell
 
@@ -152,7 +152,7 @@ def self_cpu_times(tprof) -> dict[str, tuple[float, int]]:
 def wrapped_stages(stages: StageProfiler):
     """Install the stage wrappers, restore the originals on exit."""
     patches = [(owner, name, label) for label, owner, name in STAGES]
-    original = methods.trainer.train_preference   # imported by name into several method modules
+    original = methods.train.preference.train_preference   # imported by name into several method modules
     patches += [(module, name, "preference training") for module in list(sys.modules.values()) if module is not None
                 for name, value in list(vars(module).items()) if value is original]
     saved = [(owner, name, vars(owner)[name]) for owner, name, _ in patches]

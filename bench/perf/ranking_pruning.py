@@ -20,7 +20,7 @@ import torch
 
 from bench.config import load_profile
 from bench.pipeline import Cell
-from bench.ranking import score_all, top_k
+from methods.ranking import score_all, top_k
 
 
 def main(argv: list[str] | None = None) -> None:

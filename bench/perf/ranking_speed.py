@@ -1,4 +1,4 @@
-"""Speed of full-catalogue likelihood scoring: naive per-pair scoring vs `bench.ranking.score_all`.
+"""Speed of full-catalogue likelihood scoring: naive per-pair scoring vs `methods.ranking.score_all`.
 
 Builds a tiny random Llama (2 layers, hidden 64, 4 heads, intermediate 256, vocab 2,700) and a synthetic catalogue of
 1,440 items whose completions have 2-8 tokens (1-7 title tokens + EOS; title tokens drawn Zipf-like, as words in real
@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from bench.ranking import Catalogue, _plan, score_all
+from methods.ranking import Catalogue, score_all
+from methods.ranking.likelihood import _plan
 
 VOCAB, BOS, EOS, PAD = 2700, 1, 2, 0
 

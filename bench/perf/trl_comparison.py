@@ -75,17 +75,18 @@ import time
 
 import datasets
 import torch
+import trl.trainer.utils as trl_utils
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast, TrainingArguments
 from transformers.utils import logging as hf_logging
-import trl.trainer.utils as trl_utils
 from trl import DPOConfig, DPOTrainer
 
-from bench.config import PreferenceConfig
 from bench.perf.causal_overhead import ARCHS, build, random_pairs
 from methods.losses import dpo_loss, mean_reduce
-from methods.trainer import (EpochTimer, PairCollator, PairDataset, PreferencePairs, PreferenceTrainer,
-                             reference_logps, train_preference, training_arguments)
+from methods.train.config import PreferenceConfig
+from methods.train.loop import EpochTimer, training_arguments
+from methods.train.preference import (PairCollator, PairDataset, PreferencePairs, PreferenceTrainer, reference_logps,
+                                      train_preference)
 
 BETA, PAD, REF_BATCH = 0.1, 0, 32
 SPECIALS = ["[PAD]", "[BOS]", "[EOS]", "[UNK]"]   # ids 0-3, as in bench.backbone; random_pairs uses 1 = BOS, 2 = EOS

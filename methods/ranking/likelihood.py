@@ -1,96 +1,45 @@
-"""Ranking protocols: turn a causal LM and prompts into a top-k list of catalogue items per prompt.
+"""The ``likelihood`` ranking protocol: exact log P(title | prompt) of every catalogue item, the k best kept.
 
-A protocol is a function ``(model, prompts, catalogue, k, batch_size, **options) -> Ranking`` registered in
-`PROTOCOLS`; `rank(name, ...)` dispatches to it. Three protocols are registered: ``likelihood`` and ``beam`` below,
-and ``grounding`` (unconstrained generation embedded and matched to every title by L2 distance, BIGRec's protocol;
-implemented in `bench.grounding`, options ``tokenizer``, ``embedder``, ``num_beams``, ``max_new_tokens``, ``adjust``).
+Exact ``log P(completion | prompt)`` for every item of the catalogue (`score_all`), then the k best, ties broken
+by catalogue position (lower first). Every output is a catalogue item, so the valid ratio is 1 by construction.
 
-``likelihood``
-    Exact ``log P(completion | prompt)`` for every item of the catalogue (`score_all`), then the k best, ties broken
-    by catalogue position (lower first). Every output is a catalogue item, so the valid ratio is 1 by construction.
+How `score_all` is fast. Prompts are sorted by length and taken `batch_size` at a time, right-padded, and run once
+with the cache on: the logits at each prompt's last real token score the first token of every completion, and the
+prompt's keys/values are kept. The completions are then scored *against that cached prefix*, never re-reading the
+prompt, and sharing common prefixes through the catalogue's trie: the trie nodes that have children (each one a
+distinct completion prefix) are packed, in lexicographic order, into chunks of at most `chunk_len` tokens, each
+chunk closed under ancestors (a prefix cut at a chunk boundary is repeated in the next chunk). A chunk is one
+sequence whose tokens attend to the whole prompt and to their own trie ancestors only (an explicit 4D additive
+mask, the prompt's right padding masked out) with position ids ``len(prompt) + depth``, so each token sees exactly
+the context it would have in the unpadded sequence ``prompt + completion``. The logits at a node score all its
+children; an item's log-likelihood is the sum over its tokens of ``logit - logsumexp`` read at the parent nodes,
+gathered and summed with tensor indexing (no Python loop over items). (prompt, chunk) rows are run `max_tokens`
+tokens at a time, each row with its prompt's cache rows. The body (``model.get_decoder()``) and the linear LM head
+(``model.get_output_embeddings()``) are called separately: the vocabulary logsumexp is taken a few hundred rows at
+a time (fast on CPU, bounded memory) and the needed logits are dot products; models whose logits are not plain
+``head(hidden)`` (soft-capping, logit scaling) are rejected. The packing plan depends only on the catalogue and is
+computed once per catalogue (cached on it: treat a `Catalogue` as immutable).
 
-    How `score_all` is fast. Prompts are sorted by length and taken `batch_size` at a time, right-padded, and run once
-    with the cache on: the logits at each prompt's last real token score the first token of every completion, and the
-    prompt's keys/values are kept. The completions are then scored *against that cached prefix*, never re-reading the
-    prompt, and sharing common prefixes through the catalogue's trie: the trie nodes that have children (each one a
-    distinct completion prefix) are packed, in lexicographic order, into chunks of at most `chunk_len` tokens, each
-    chunk closed under ancestors (a prefix cut at a chunk boundary is repeated in the next chunk). A chunk is one
-    sequence whose tokens attend to the whole prompt and to their own trie ancestors only (an explicit 4D additive
-    mask, the prompt's right padding masked out) with position ids ``len(prompt) + depth``, so each token sees exactly
-    the context it would have in the unpadded sequence ``prompt + completion``. The logits at a node score all its
-    children; an item's log-likelihood is the sum over its tokens of ``logit - logsumexp`` read at the parent nodes,
-    gathered and summed with tensor indexing (no Python loop over items). (prompt, chunk) rows are run `max_tokens`
-    tokens at a time, each row with its prompt's cache rows. The body (``model.get_decoder()``) and the linear LM head
-    (``model.get_output_embeddings()``) are called separately: the vocabulary logsumexp is taken a few hundred rows at
-    a time (fast on CPU, bounded memory) and the needed logits are dot products; models whose logits are not plain
-    ``head(hidden)`` (soft-capping, logit scaling) are rejected. The packing plan depends only on the catalogue and is
-    computed once per catalogue (cached on it: treat a `Catalogue` as immutable).
-
-    The protocol asks `score_all` for the k best only (``top=k``): a chunk is skipped for a prompt once the best
-    first-token log-probability among its items (an upper bound on their scores, which the prompt pass gives) is
-    below the k-th best exact score found so far; chunks are scored best bound first, in doubling rounds. The k
-    best, their order and their ties are exactly those of the full scores (tested); on the tiny profile's SFT model
-    about an eighth of the item scores are computed and ranking is about 6x faster
-    (`python -m bench.perf.ranking_pruning`). A flat (untrained) model prunes little and pays ~10 % for the rounds.
-
-``beam``
-    Trie-constrained beam search with ``model.generate(prefix_allowed_tokens_fn=...)``, ``num_beams = k`` returned
-    sequences, ``max_new_tokens`` = the longest completion, prompts left-padded. Each output is cut at its first EOS and
-    mapped to an item through the trie; outputs that are not complete completions are invalid and skipped, duplicates
-    keep their first occurrence, the rest keep beam order. ``valid`` says whether the top-1 output was an item.
-    Extra options (e.g. ``length_penalty``) are passed to ``generate``; HF's default length penalty (1.0) applies
-    unless overridden, so beam order need not equal likelihood order.
+The protocol asks `score_all` for the k best only (``top=k``): a chunk is skipped for a prompt once the best
+first-token log-probability among its items (an upper bound on their scores, which the prompt pass gives) is
+below the k-th best exact score found so far; chunks are scored best bound first, in doubling rounds. The k
+best, their order and their ties are exactly those of the full scores (tested); on the tiny profile's SFT model
+about an eighth of the item scores are computed and ranking is about 6x faster (`python -m bench.perf.ranking_pruning`).
+A flat (untrained) model prunes little and pays ~10 % for the rounds.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 from transformers import DynamicCache
 
-from bench.trie import Trie
-from splits.registry import Registry
+from methods.ranking.catalogue import Catalogue, Ranking, top_k
+from methods.ranking.generation import progress
+from methods.ranking.protocols import PROTOCOLS
 
-Protocol = Callable[..., "Ranking"]
-PROTOCOLS: Registry[Protocol] = Registry("ranking protocol")
-
-
-@dataclass
-class Catalogue:
-    items: list[int]  # item id at each catalogue position
-    completions: list[list[int]]  # title tokens + EOS, per catalogue position
-    eos_id: int
-    pad_id: int
-    trie: Trie = field(init=False, repr=False, compare=False)
-    _plans: dict = field(init=False, repr=False, compare=False, default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if len(self.items) != len(self.completions):
-            raise ValueError(f"{len(self.items)} items but {len(self.completions)} completions")
-        if self.pad_id is None or self.eos_id is None:
-            raise ValueError("Catalogue needs integer eos_id and pad_id (pad may equal eos)")
-        self.trie = Trie(self.completions, self.eos_id)  # also checks EOS placement and uniqueness
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-
-@dataclass
-class Ranking:
-    topk: np.ndarray  # (n, k) int64 catalogue positions, -1 where fewer than k valid items
-    valid: np.ndarray  # (n,) bool: whether the top-1 output was a catalogue item
-
-
-def rank(protocol: str, model, prompts: list[list[int]], catalogue: Catalogue, k: int = 20, batch_size: int = 16,
-         **options) -> Ranking:
-    """Rank the catalogue for every prompt with the named protocol."""
-    return PROTOCOLS.get(protocol)(model, prompts, catalogue, k=k, batch_size=batch_size, **options)
-
-
-# --- likelihood -------------------------------------------------------------------------------------------------------
 
 @dataclass
 class _Plan:
@@ -201,22 +150,6 @@ def _log_probs(head: torch.nn.Linear, hidden: torch.Tensor, rows: torch.Tensor, 
     return out - lse[rows]
 
 
-def left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(input_ids, attention_mask) of prompts left-padded to the longest, for generation."""
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for r, row in enumerate(rows):
-        ids[r, width - len(row):] = torch.as_tensor(row)
-        mask[r, width - len(row):] = 1
-    return ids, mask
-
-
-def _progress(batches: range, desc: str, batch_size: int):
-    """A progress bar over prompt batches, shown only for long jobs."""
-    return tqdm(batches, desc=desc, unit=f"x{batch_size} prompts", leave=False, disable=len(batches) < 20)
-
-
 def score_all(model, prompts: Sequence[Sequence[int]], catalogue: Catalogue, batch_size: int = 16, *,
               top: int | None = None, chunk_len: int | None = None, max_tokens: int = 2048,
               first_round: int = 8) -> np.ndarray:
@@ -253,7 +186,7 @@ def score_all(model, prompts: Sequence[Sequence[int]], catalogue: Catalogue, bat
     order = np.argsort([len(p) for p in prompts], kind="stable")
 
     with torch.inference_mode():
-        for start in _progress(range(0, len(prompts), batch_size), "likelihood ranking", batch_size):
+        for start in progress(range(0, len(prompts), batch_size), "likelihood ranking", batch_size):
             idx = order[start: start + batch_size]
             n = len(idx)
             lens = torch.tensor([len(prompts[i]) for i in idx], device=device)
@@ -309,64 +242,8 @@ def score_all(model, prompts: Sequence[Sequence[int]], catalogue: Catalogue, bat
     return out
 
 
-def top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Best k columns per row, ties broken by column (lower first); -1 fills rows with fewer than k columns."""
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :k].astype(np.int64)
-    if order.shape[1] < k:
-        order = np.pad(order, ((0, 0), (0, k - order.shape[1])), constant_values=-1)
-    return order
-
-
 @PROTOCOLS.register("likelihood")
 def likelihood(model, prompts: list[list[int]], catalogue: Catalogue, k: int = 20, batch_size: int = 16,
                **options) -> Ranking:
     scores = score_all(model, prompts, catalogue, batch_size, top=k, **options)
     return Ranking(topk=top_k(scores, k), valid=np.ones(len(prompts), dtype=bool))
-
-
-# --- beam -------------------------------------------------------------------------------------------------------------
-
-@PROTOCOLS.register("beam")
-def beam(model, prompts: list[list[int]], catalogue: Catalogue, k: int = 20, batch_size: int = 4,
-         **generate_kwargs) -> Ranking:
-    model.eval()
-    trie, eos, pad = catalogue.trie, catalogue.eos_id, catalogue.pad_id
-    topk = np.full((len(prompts), k), -1, dtype=np.int64)
-    valid = np.zeros(len(prompts), dtype=bool)
-    order = np.argsort([len(p) for p in prompts], kind="stable")
-    with torch.inference_mode():
-        for start in _progress(range(0, len(prompts), batch_size), "beam search", batch_size):
-            idx = order[start: start + batch_size]
-            ids, mask = left_pad([prompts[i] for i in idx], pad)
-            width = ids.shape[1]
-
-            def allowed(_batch_id: int, sequence: torch.Tensor) -> list[int]:
-                return trie.allowed(sequence[width:].tolist()) or [eos]  # dead ends (finished/invalid) emit EOS
-
-            out = model.generate(
-                input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
-                prefix_allowed_tokens_fn=allowed, num_beams=k, num_return_sequences=k, do_sample=False,
-                early_stopping=False, max_new_tokens=max(len(c) for c in catalogue.completions),
-                pad_token_id=pad, eos_token_id=eos, **generate_kwargs,
-            )
-            generated = out[:, width:].reshape(len(idx), k, -1).tolist()
-            for r, i in enumerate(idx):
-                ranked: list[int] = []
-                for j, seq in enumerate(generated[r]):
-                    item = trie.item(seq[: seq.index(eos) + 1]) if eos in seq else None
-                    if j == 0:
-                        valid[i] = item is not None
-                    if item is not None and item not in ranked:
-                        ranked.append(item)
-                topk[i, : len(ranked)] = ranked
-    return Ranking(topk=topk, valid=valid)
-
-
-# --- grounding (bench/grounding.py) -----------------------------------------------------------------------------------
-
-@PROTOCOLS.register("grounding")
-def grounding(model, prompts: list[list[int]], catalogue: Catalogue, k: int = 20, batch_size: int = 16,
-              **options) -> Ranking:
-    from bench.grounding import grounding as run  # imported here: bench.grounding imports this module
-
-    return run(model, prompts, catalogue, k=k, batch_size=batch_size, **options)

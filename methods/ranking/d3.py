@@ -15,7 +15,7 @@ the official `CFEnhancedLogitsProcessor`.
 Implementation. `TrieMass` sorts the catalogue's completions; the items under a prefix are then one contiguous run,
 found by bisection and cached per prefix, so M(prefix) is a difference of a cumulative sum of P_S in that order.
 `TextFreeAssistant` is a `LogitsProcessor` applying the mix row by row (row r of a generate batch belongs to prompt
-r // num_beams). `d3_rank` runs `bench.ranking.beam` (same trie, EOS handling, output mapping and valid flags as the
+r // num_beams). `d3_rank` runs `methods.ranking.beam` (same trie, EOS handling, output mapping and valid flags as the
 ``beam`` protocol) on prompts taken in length order, so each `generate` call sees its prompts in the order the
 processor was given them (checked on the first step).
 
@@ -33,7 +33,8 @@ import numpy as np
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from bench.ranking import Catalogue, Ranking, beam
+from methods.ranking.beam import beam
+from methods.ranking.catalogue import Catalogue, Ranking
 
 
 class TrieMass:

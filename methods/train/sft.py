@@ -1,7 +1,7 @@
 """Supervised fine-tuning with TRL's `SFTTrainer`, loss on the completion only, cached per cell.
 
-The dataset is pre-tokenized through `bench.prompts` (columns `input_ids` and `completion_mask`), so SFT sees the
-exact token ids that preference training and ranking use; with `completion_only_loss=True` TRL's dataset
+The dataset is pre-tokenized by the harness (columns `input_ids` and `completion_mask`), so SFT sees the exact
+token ids that preference training and ranking use; with `completion_only_loss=True` TRL's dataset
 preparation turns the prompt's labels into -100. The loss is the mean negative log-likelihood of the completion
 tokens, computed by `CompletionSFTTrainer` with the preference trainer's `completion_logps`: sequences are
 left-padded so every completion ends in the last column and the LM head runs on the completion positions only
@@ -28,9 +28,10 @@ import torch
 from trl import SFTConfig as TRLSFTConfig
 from trl import SFTTrainer
 
-from bench import distributed
-from bench.backbone import save_atomically
-from methods.trainer import EpochTimer, completion_logps, left_padded, training_arguments
+from methods.train import distributed
+from methods.train.cache import save_atomically
+from methods.train.loop import EpochTimer, training_arguments
+from methods.train.sequences import completion_logps, left_padded
 
 logging.getLogger("trl").setLevel(logging.ERROR)
 

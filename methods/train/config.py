@@ -1,0 +1,27 @@
+"""Settings of the two training stages every LLM method shares: SFT and preference training (one dataclass each,
+with help text; a profile sets them and ``--set sft.<field>=...`` / ``--set preference.<field>=...`` override them)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class SFTConfig:
+    epochs: float = field(default=3, metadata={"help": "SFT epochs over the training samples"})
+    learning_rate: float = field(default=2e-3, metadata={"help": "peak learning rate (cosine schedule)"})
+    batch_size: int = field(default=32, metadata={"help": "per-device batch size"})
+    grad_accum: int = field(default=1, metadata={"help": "gradient accumulation steps"})
+    warmup_ratio: float = field(default=0.05, metadata={"help": "linear warm-up fraction"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+
+
+@dataclass
+class PreferenceConfig:
+    epochs: float = field(default=1, metadata={"help": "epochs over the preference pairs"})
+    learning_rate: float = field(default=1e-4, metadata={"help": "peak learning rate (cosine schedule)"})
+    batch_size: int = field(default=16, metadata={"help": "prompts per step; each brings 1 chosen + K rejected"})
+    grad_accum: int = field(default=1, metadata={"help": "gradient accumulation steps"})
+    warmup_ratio: float = field(default=0.1, metadata={"help": "linear warm-up fraction"})
+    max_pairs: int | None = field(default=None, metadata={"help": "cap on preference prompts (None: all)"})
+    negatives: int = field(default=1, metadata={"help": "rejected responses per prompt (K)"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping"})
