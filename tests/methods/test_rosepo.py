@@ -15,7 +15,7 @@ from methods.rosepo import (MFOracle, fit_mf_oracle, oracle_margins, popularity_
                             smoothing_from_margins, strategy_slots, weighted_negatives)
 from methods.train.config import PreferenceConfig as PrefCfg
 from methods.train.preference import PairCollator, PairDataset, PreferencePairs, reference_logps, train_preference
-from tests.test_trainer import PAD, pairs, tiny_model
+from tests.support import PAD, pairs, tiny_model
 
 
 def sig(x):

@@ -16,7 +16,7 @@ from bench.cli import main
 from splits import load_dataset
 from splits.download import ChecksumError, download
 from splits.prepared import NotPreparedError, prepare
-from test_raw_loaders import write_bx, write_ml10m, write_yelp
+from tests.support import write_bx, write_ml10m, write_yelp
 
 
 def test_prepare_then_load(tmp_path, capsys):

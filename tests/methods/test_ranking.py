@@ -4,58 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
-from methods.ranking import PROTOCOLS, Catalogue, Ranking, rank, score_all, top_k
+from methods.ranking import PROTOCOLS, Ranking, rank, score_all, top_k
 from methods.ranking.likelihood import _log_probs
 from methods.ranking.trie import Trie
 from splits.registry import UnknownNameError
-
-VOCAB, BOS, EOS, PAD = 50, 1, 2, 0
-
-
-@pytest.fixture(scope="module")
-def model() -> LlamaForCausalLM:
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                         bos_token_id=BOS, eos_token_id=EOS, pad_token_id=PAD)
-    return LlamaForCausalLM(config).float().eval()
-
-
-def random_catalogue(n_items: int, seed: int = 0) -> Catalogue:
-    rng = np.random.default_rng(seed)
-    titles = {(5, 6), (5, 6, 7), (8,)}  # (5, 6) is a token-prefix of (5, 6, 7); (8,) has one title token
-    while len(titles) < n_items:
-        length = int(rng.integers(0, 5))  # completions of 1..5 tokens with EOS
-        titles.add(tuple(int(t) for t in rng.integers(3, 12 if length < 3 else VOCAB, size=length)))
-    completions = [list(t) + [EOS] for t in sorted(titles, key=lambda t: rng.random())]
-    return Catalogue(items=list(range(100, 100 + n_items)), completions=completions, eos_id=EOS, pad_id=PAD)
-
-
-def random_prompts(lengths: list[int], seed: int = 1) -> list[list[int]]:
-    rng = np.random.default_rng(seed)
-    return [[BOS] + rng.integers(3, VOCAB, size=n - 1).tolist() for n in lengths]
-
-
-def naive_scores(model, prompts, catalogue) -> np.ndarray:
-    out = np.zeros((len(prompts), len(catalogue)))
-    with torch.inference_mode():
-        for i, p in enumerate(prompts):
-            for j, c in enumerate(catalogue.completions):
-                logp = model(torch.tensor([p + c])).logits[0].log_softmax(-1)
-                out[i, j] = sum(logp[len(p) - 1 + t, tok].item() for t, tok in enumerate(c))
-    return out
-
-
-def greedy_constrained(model, prompt, trie: Trie) -> list[int]:
-    generated: list[int] = []
-    with torch.inference_mode():
-        while not generated or generated[-1] != EOS:
-            logits = model(torch.tensor([prompt + generated])).logits[0, -1]
-            allowed = trie.allowed(generated)
-            generated.append(allowed[int(logits[allowed].argmax())])
-    return generated
+from tests.support import EOS, VOCAB, greedy_constrained, naive_scores, random_catalogue, random_prompts
 
 
 def test_trie():
@@ -91,16 +45,6 @@ def test_score_all_matches_naive(model, chunk_len):
     np.testing.assert_allclose(np.take_along_axis(expected, ranking.topk, 1), -np.sort(-expected, 1)[:, :10],
                                atol=1e-4, rtol=0)
     assert ranking.valid.all()
-
-
-@pytest.fixture(scope="module")
-def peaked_model(model) -> LlamaForCausalLM:
-    """The random model with a 25x LM head: peaked next-token distributions, as a trained model has."""
-    peaked = LlamaForCausalLM(model.config).float().eval()
-    peaked.load_state_dict(model.state_dict())
-    with torch.no_grad():
-        peaked.lm_head.weight.mul_(25.0)
-    return peaked
 
 
 @pytest.mark.parametrize("k,chunk_len,first_round,most_computed", [(1, 4, 1, 0.5), (5, 4, 2, 0.99), (10, 16, 8, 1.0),

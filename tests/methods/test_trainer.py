@@ -2,37 +2,15 @@
 import numpy as np
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from methods.causal import CausalConfig, CausalRegularizer
 from methods.losses import dpo_loss, mean_reduce
 from methods.train.config import PreferenceConfig as PrefCfg
-from methods.train.preference import (NonFiniteLoss, PreferencePairs, cached_reference_logps, reference_logps,
-                                      train_preference)
+from methods.train.preference import NonFiniteLoss, cached_reference_logps, reference_logps, train_preference
 from methods.train.sequences import completion_logps, left_padded
+from tests.support import naive_logp, pairs, tiny_model
 
 PAD = 0
-
-
-def tiny_model(seed=0):
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=40, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                      num_key_value_heads=2, intermediate_size=32, max_position_embeddings=128, pad_token_id=PAD)
-    return LlamaForCausalLM(cfg).eval()
-
-
-def naive_logp(model, prompt, completion):
-    ids = torch.tensor([prompt + completion])
-    with torch.no_grad():
-        logits = model(input_ids=ids).logits[0].log_softmax(-1)
-    return sum(logits[len(prompt) - 1 + j, tok].item() for j, tok in enumerate(completion))
-
-
-def pairs(n=12, k=2, seed=0):
-    rng = np.random.default_rng(seed)
-    rand = lambda lo, hi: rng.integers(3, 40, size=int(rng.integers(lo, hi))).tolist()  # noqa: E731
-    return PreferencePairs(prompts=[rand(3, 9) for _ in range(n)], chosen=[rand(1, 4) + [2] for _ in range(n)],
-                           rejected=[[rand(1, 4) + [2] for _ in range(k)] for _ in range(n)])
 
 
 def test_left_padded_completion_logps_equal_unpadded_scoring():

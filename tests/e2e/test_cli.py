@@ -8,7 +8,7 @@ import pytest
 
 from bench.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_cli(tmp: Path, *args: str) -> subprocess.CompletedProcess:

@@ -3,8 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from methods.causal import (CausalConfig, CausalRegularizer, backdoor_adjusted, dbscan_labels, soft_assign,
-                            weighted_mmd2)
+from methods.causal import CausalConfig, CausalRegularizer, backdoor_adjusted, dbscan_labels, soft_assign, weighted_mmd2
 
 
 def two_blobs(n=8, d=4, gap=5.0, seed=0):

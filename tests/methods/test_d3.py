@@ -14,7 +14,7 @@ from methods.ranking import Catalogue, rank, score_all
 from methods.ranking.d3 import TextFreeAssistant, TrieMass, assistant_distribution, d3_rank
 from splits import build_split, load_dataset
 from splits.samples import build_samples
-from tests.test_ranking import BOS, EOS, PAD, VOCAB, model, random_catalogue, random_prompts  # noqa: F401 (fixture)
+from tests.support import BOS, EOS, PAD, VOCAB, random_catalogue, random_prompts
 
 
 def test_p_tf_on_a_hand_made_trie():

@@ -10,7 +10,7 @@ import methods
 from methods.causal import CausalConfig, CausalRegularizer
 from methods.train.config import PreferenceConfig as PrefCfg
 from methods.train.preference import reference_logps, train_preference
-from tests.test_trainer import PAD, pairs, tiny_model
+from tests.support import PAD, pairs, tiny_model
 
 
 def fit(name, k, **overrides):

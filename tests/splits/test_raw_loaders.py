@@ -2,42 +2,16 @@
 splits.yelp, splits.bookcrossing), checked against hand-computed counts."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
 from splits import DATASETS, load_dataset
 from splits.prepared import LineError
 from splits.types import COLUMNS
+from tests.support import ml10m_lines, write_bx, write_ml10m, write_yelp
 
 
 # ---------------------------------------------------------------- ML-10M
-def ml10m_lines() -> list[str]:
-    lines = []
-    # user 1: 20 positives (4.5 / 5) and 2 ratings of 4.0 (not positive: "> 4"), timestamps decreasing
-    for i in range(20):
-        lines.append(f"1::{i + 1}::{4.5 if i % 2 else 5}::{1_000_000 - i}")
-    lines += ["1::21::4::900", "1::22::4.0::901"]
-    # user 2: 19 positives and 5 ratings of 4 -> dropped
-    lines += [f"2::{i + 1}::5::{2_000 + i}" for i in range(19)] + [f"2::{i + 1}::4::{3_000 + i}" for i in range(5)]
-    # user 3: 21 positives (4.5) and 4 of 3.5 -> kept
-    lines += [f"3::{i + 1}::4.5::{5_000 + i}" for i in range(21)] + [f"3::{i + 1}::3.5::{6_000 + i}" for i in range(4)]
-    return lines
-
-
-def write_ml10m(folder: Path, ratings: list[str] | None = None) -> Path:
-    folder = folder / "ml-10M100K"
-    folder.mkdir(parents=True)
-    (folder / "ratings.dat").write_text("\n".join(ratings or ml10m_lines()) + "\n")
-    movies = b"".join(f"{i}::Movie {i} (199{i % 10})::Drama|Comedy\n".encode() for i in range(1, 23) if i not in (7, 8))
-    movies += "7::Hamlet (1990)::Drama\n8::Hamlet (1990)::Drama\n".encode()
-    movies = movies.replace(b"Movie 3 (1993)", "Misérables, Les (1995)".encode("latin-1"))  # a non-UTF-8 line
-    (folder / "movies.dat").write_bytes(movies)
-    return folder
-
-
 def test_registered():
     for name in ("ml-100k", "ml-10m", "yelp2018", "book-crossing"):
         assert name in DATASETS
@@ -83,44 +57,6 @@ def test_ml10m_missing_files(tmp_path):
 
 
 # ---------------------------------------------------------------- Yelp
-def write_yelp(folder: Path, extra_review: str | None = None) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    businesses = [
-        {"business_id": "b1", "name": "Starbucks", "city": "Las Vegas", "stars": 4.0},
-        {"business_id": "b2", "name": "Starbucks", "city": "Las Vegas"},
-        {"business_id": "b3", "name": "Joe's", "city": "Phoenix"},
-        {"business_id": "b4", "name": None, "city": "Phoenix"},  # no name: its reviews are dropped
-        {"business_id": "b5", "name": "Starbucks", "city": "Toronto"},
-    ]
-    (folder / "yelp_academic_dataset_business.json").write_text("".join(json.dumps(b) + "\n" for b in businesses))
-    reviews = []
-    day = 0
-
-    def review(user, business, stars):
-        nonlocal day
-        day += 1
-        reviews.append({"review_id": f"r{len(reviews)}", "user_id": user, "business_id": business, "stars": stars,
-                        "date": f"2015-{1 + day // 28:02d}-{1 + day % 28:02d} 12:00:00", "text": "..."})
-
-    bs = ["b1", "b2", "b3", "b5"]
-    for i in range(40):  # user A: 40 five-star reviews, 3 four-star, 2 on the unnamed b4, 1 on an unknown business
-        review("userA", bs[i % 4], 5)
-    for i in range(3):
-        review("userA", "b3", 4)
-    review("userA", "b4", 5)
-    review("userA", "b4", 5)
-    review("userA", "bX", 5)
-    for i in range(39):  # user B: 39 five-star + 10 others -> dropped
-        review("userB", bs[i % 4], 5.0)
-    for i in range(10):
-        review("userB", "b1", 1 + i % 4)
-    lines = [json.dumps(r) for r in reviews]
-    if extra_review is not None:
-        lines.insert(4, extra_review)
-    (folder / "yelp_academic_dataset_review.json").write_text("\n".join(lines) + "\n")
-    return folder
-
-
 def test_yelp_counts(tmp_path):
     ds = load_dataset("yelp2018", raw_path=str(write_yelp(tmp_path / "yelp")))
     info = ds.info
@@ -156,31 +92,6 @@ def test_yelp_malformed_line(tmp_path, bad, why):
 
 
 # ---------------------------------------------------------------- Book-Crossing
-BOOKS = [
-    b'"ISBN";"Book-Title";"Book-Author";"Year-Of-Publication";"Publisher";"Image-URL-S";"Image-URL-M";"Image-URL-L"',
-    b'"0001";"Tom &amp; Jerry";"Auth";"1999";"P";"s";"m";"l"',
-    b'"0002";"Les Mis\xe9rables";"Hugo";"0";"P";"s";"m";"l"',  # latin-1 byte, unknown year
-    b'"0003";"DK Readers: X (Level 4)\\";Michael T";"2000";"DK";"s";"m";"l"',  # malformed: 7 fields
-    b'"0004";"Tom &amp; Jerry";"Other";"2050";"P";"s";"m";"l"',  # same title, impossible year
-    b'"000500000X";"Dad\x92s Book";"A";"1980";"P";"s";"m";"l"',  # cp1252 right quote
-    b'"0006";"The "Best" Book";"A";"2001";"P";"s";"m";"l"',  # stray quotes inside a field
-]
-
-
-def write_bx(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    ratings = ['"User-ID";"ISBN";"Book-Rating"']
-    kept = ["0001", "0002", "0004", "000500000x", "0006"]  # lower-case x: ISBNs are matched upper-case
-    ratings += [f'"10";"{kept[i % 5]}";"{8 + i % 3}"' for i in range(20)]  # 20 positives (8-10)
-    ratings += ['"10";"0001";"0"', '"10";"0002";"0"', '"10";"0006";"7"']  # 2 implicit, one 7 (not "> 7")
-    ratings += ['"10";"0003";"9"', '"10";"9999";"10"']  # book row skipped / unknown ISBN: dropped
-    ratings += ['"12";"0001";"5";"extra"', '"abc";"0001";"5"']  # malformed: skipped
-    ratings += ['"11";"0001";"9"' for _ in range(19)] + ['"11";"0002";"0"' for _ in range(5)]  # dropped user
-    (folder / "BX-Book-Ratings.csv").write_bytes(("\r\n".join(ratings) + "\r\n").encode("cp1252"))
-    (folder / "BX-Books.csv").write_bytes(b"\r\n".join(BOOKS) + b"\r\n")
-    return folder
-
-
 def test_bookcrossing_counts(tmp_path):
     ds = load_dataset("book-crossing", raw_path=str(write_bx(tmp_path / "bx")))
     info = ds.info

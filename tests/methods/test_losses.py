@@ -42,8 +42,7 @@ from types import SimpleNamespace  # noqa: E402
 
 import pytest  # noqa: E402
 
-from methods.losses import (cpo_loss, dmpo_loss, dro_reduce, mean_reduce, sdpo_loss,  # noqa: E402
-                            simpo_loss)
+from methods.losses import cpo_loss, dmpo_loss, dro_reduce, mean_reduce, sdpo_loss, simpo_loss  # noqa: E402
 
 
 def random_logps(b=5, k=3, seed=0, lengths=True):

@@ -14,7 +14,7 @@ from methods.train.config import SFTConfig
 from methods.train.sequences import completion_logps
 from methods.train.sft import CompletionCollator, completion_loss, run_sft
 from splits.groups import popularity_groups
-from tests.test_sft import setup
+from tests.support import word_model_setup
 
 
 def test_group_weights_match_the_formula():
@@ -41,7 +41,7 @@ def batch_logps(model, tok, prompts, completions, weights=None):
 
 
 def test_weights_of_one_give_the_unweighted_loss():
-    tok, model, prompts, completions = setup(n=6)
+    tok, model, prompts, completions = word_model_setup(n=6)
     completions = [c[:1] + [tok.eos_token_id] for c in completions]            # equal completion lengths (2)
     with torch.no_grad():
         logps, batch = batch_logps(model, tok, prompts, completions, weights=[1.0] * 6)
@@ -54,7 +54,7 @@ def test_weights_of_one_give_the_unweighted_loss():
 
 
 def test_weighted_loss_is_the_per_sample_weighted_mean():
-    tok, model, prompts, completions = setup(n=5, seed=3)
+    tok, model, prompts, completions = word_model_setup(n=5, seed=3)
     assert len({len(c) for c in completions}) > 1                                # lengths differ
     weights = [0.5, 2.0, 1.0, 0.0, 1.5]
     with torch.no_grad():
@@ -83,7 +83,7 @@ def test_rerank_rule_on_a_hand_made_example():
 
 
 def test_rw_fit_smoke():
-    tok, model, prompts, _ = setup(n=20, seed=1)
+    tok, model, prompts, _ = word_model_setup(n=20, seed=1)
     n_items = 10
     rng = np.random.default_rng(0)
     items = np.arange(500, 500 + n_items)
@@ -112,10 +112,10 @@ def test_rw_fit_smoke():
     ctx = types.SimpleNamespace(
         sft_step=sft_step, train=types.SimpleNamespace(prompts=prompts, targets=targets, histories=histories), items=items,
         completions=completions, train_counts=counts, tokenizer=tok, seed=0, device="cpu", stats={},
-        log=lambda m: None, load_base_model=lambda: built.append(1) or setup()[1], recommender=Ranker,
+        log=lambda m: None, load_base_model=lambda: built.append(1) or word_model_setup()[1], recommender=Ranker,
         sft_config=SFTConfig(epochs=1, learning_rate=1e-3, batch_size=8))
     method = methods.resolve("rw", {"rerank_lambda": 5.0, "rerank_pool": 8})
-    before = [p.detach().clone() for p in setup()[1].parameters()]
+    before = [p.detach().clone() for p in word_model_setup()[1].parameters()]
     recommender = method.fit(ctx)
     assert built == [1]
     (epochs, lr, weights), = sft_calls                                           # one weighted SFT run, through the context

@@ -3,31 +3,17 @@ import json
 
 import numpy as np
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
-from bench.backbone import train_word_tokenizer
 from methods.train.config import SFTConfig
 from methods.train.sequences import completion_logps
 from methods.train.sft import CompletionCollator, cached_sft, run_sft
+from tests.support import word_model_setup
 
 WORDS = [f"w{i}" for i in range(60)]
 
 
-def setup(seed=0, n=24):
-    tok = train_word_tokenizer([" ".join(WORDS)])
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=1,
-                                         num_attention_heads=2, num_key_value_heads=2, intermediate_size=32,
-                                         pad_token_id=tok.pad_token_id))
-    rng = np.random.default_rng(seed)
-    prompts = [[tok.bos_token_id] + rng.integers(4, len(tok), int(rng.integers(3, 8))).tolist() for _ in range(n)]
-    completions = [rng.integers(4, len(tok), int(rng.integers(1, 4))).tolist() + [tok.eos_token_id]
-                   for _ in range(n)]
-    return tok, model, prompts, completions
-
-
 def test_completion_loss_equals_masked_token_mean_of_the_standard_lm_loss():
-    tok, model, prompts, completions = setup()
+    tok, model, prompts, completions = word_model_setup()
     rows = [{"input_ids": p + c, "labels": [-100] * len(p) + c} for p, c in zip(prompts[:5], completions[:5])]
     batch = CompletionCollator(tok.pad_token_id)(rows)
     with torch.no_grad():
@@ -52,7 +38,7 @@ def mean_nll(model, tok, prompts, completions):
 
 
 def test_sft_learns_the_completions():
-    tok, model, prompts, completions = setup(n=16)
+    tok, model, prompts, completions = word_model_setup(n=16)
     before = [p.detach().clone() for p in model.parameters()]
     initial = mean_nll(model, tok, prompts, completions)
     model, seconds = run_sft(model, tok, prompts, completions, epochs=20, learning_rate=1e-2, batch_size=8, seed=0,
@@ -62,12 +48,12 @@ def test_sft_learns_the_completions():
 
 
 def test_cached_sft_trains_once(tmp_path):
-    tok, _, prompts, completions = setup(n=8)
+    tok, _, prompts, completions = word_model_setup(n=8)
     built = []
 
     def build():
         built.append(1)
-        return setup()[1]
+        return word_model_setup()[1]
 
     cfg = SFTConfig(epochs=1, learning_rate=1e-3, batch_size=4)
     first = cached_sft(tmp_path / "cell", build, tok, prompts, completions, cfg, 0, "cpu", "float32", log=lambda m: 0)
@@ -81,16 +67,16 @@ def test_cached_sft_trains_once(tmp_path):
 def test_sample_weights_reach_the_loss():
     """Weights of 0 give a zero loss (no update); weights of 1 on equal-length completions train the same model
     as no weights (the per-sample mean equals the token mean)."""
-    tok, model, prompts, completions = setup(n=8)
+    tok, model, prompts, completions = word_model_setup(n=8)
     before = [p.detach().clone() for p in model.parameters()]
     model, _ = run_sft(model, tok, prompts, completions, epochs=1, learning_rate=1e-2, batch_size=4, seed=0,
                        device="cpu", weights=[0.0] * 8)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
     equal = [c[:2] + [tok.eos_token_id] for c in completions]
-    plain, _ = run_sft(setup()[1], tok, prompts, equal, epochs=2, learning_rate=1e-2, batch_size=4, seed=0,
+    plain, _ = run_sft(word_model_setup()[1], tok, prompts, equal, epochs=2, learning_rate=1e-2, batch_size=4, seed=0,
                        device="cpu")
-    ones, _ = run_sft(setup()[1], tok, prompts, equal, epochs=2, learning_rate=1e-2, batch_size=4, seed=0,
+    ones, _ = run_sft(word_model_setup()[1], tok, prompts, equal, epochs=2, learning_rate=1e-2, batch_size=4, seed=0,
                       device="cpu", weights=[1.0] * 8)
     for a, b in zip(plain.parameters(), ones.parameters()):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)

@@ -62,15 +62,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_raw_loaders import ml10m_lines, write_bx, write_ml10m, write_yelp
 
 from bench.cli import main
 from bench.leaderboard.grids import Cell
 from bench.leaderboard.locks import GroupLock
 from bench.leaderboard.records import RecordIndex
 from bench.leaderboard.runner import GridRunner, group_cells
+from tests.support import ml10m_lines, write_bx, write_ml10m, write_yelp
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
 ENV.pop("PYTHONHASHSEED", None)  # each fresh process gets its own hash seed: results must not depend on it

@@ -13,7 +13,7 @@ import pytest
 
 from methods.train import distributed
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_gather_and_batch_split_without_a_launcher_are_identities():

@@ -1,0 +1,187 @@
+"""Builders shared by the test modules (not a test module): tiny random Llamas and token data, preference pairs, a
+word-tokenizer setup, and small raw files in each published dataset format. The fixtures built from them live in
+`conftest.py`."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from bench.backbone import train_word_tokenizer
+from methods.ranking import Catalogue
+from methods.ranking.trie import Trie
+from methods.train.preference import PreferencePairs
+
+# ---------------------------------------------------------------- token-level models and data
+VOCAB, BOS, EOS, PAD = 50, 1, 2, 0
+WORDS = [f"w{i}" for i in range(60)]
+
+
+def random_llama(vocab_size: int = VOCAB, seed: int = 0) -> LlamaForCausalLM:
+    """The ranking tests' random 2-layer Llama (BOS 1, EOS 2, PAD 0)."""
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                         bos_token_id=BOS, eos_token_id=EOS, pad_token_id=PAD)
+    return LlamaForCausalLM(config).float().eval()
+
+
+def random_catalogue(n_items: int, seed: int = 0) -> Catalogue:
+    rng = np.random.default_rng(seed)
+    titles = {(5, 6), (5, 6, 7), (8,)}  # (5, 6) is a token-prefix of (5, 6, 7); (8,) has one title token
+    while len(titles) < n_items:
+        length = int(rng.integers(0, 5))  # completions of 1..5 tokens with EOS
+        titles.add(tuple(int(t) for t in rng.integers(3, 12 if length < 3 else VOCAB, size=length)))
+    completions = [list(t) + [EOS] for t in sorted(titles, key=lambda t: rng.random())]
+    return Catalogue(items=list(range(100, 100 + n_items)), completions=completions, eos_id=EOS, pad_id=PAD)
+
+
+def random_prompts(lengths: list[int], seed: int = 1) -> list[list[int]]:
+    rng = np.random.default_rng(seed)
+    return [[BOS] + rng.integers(3, VOCAB, size=n - 1).tolist() for n in lengths]
+
+
+def naive_scores(model, prompts, catalogue) -> np.ndarray:
+    out = np.zeros((len(prompts), len(catalogue)))
+    with torch.inference_mode():
+        for i, p in enumerate(prompts):
+            for j, c in enumerate(catalogue.completions):
+                logp = model(torch.tensor([p + c])).logits[0].log_softmax(-1)
+                out[i, j] = sum(logp[len(p) - 1 + t, tok].item() for t, tok in enumerate(c))
+    return out
+
+
+def greedy_constrained(model, prompt, trie: Trie) -> list[int]:
+    generated: list[int] = []
+    with torch.inference_mode():
+        while not generated or generated[-1] != EOS:
+            logits = model(torch.tensor([prompt + generated])).logits[0, -1]
+            allowed = trie.allowed(generated)
+            generated.append(allowed[int(logits[allowed].argmax())])
+    return generated
+
+
+def tiny_model(seed=0):
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=40, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                      num_key_value_heads=2, intermediate_size=32, max_position_embeddings=128, pad_token_id=PAD)
+    return LlamaForCausalLM(cfg).eval()
+
+
+def naive_logp(model, prompt, completion):
+    ids = torch.tensor([prompt + completion])
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[0].log_softmax(-1)
+    return sum(logits[len(prompt) - 1 + j, tok].item() for j, tok in enumerate(completion))
+
+
+def pairs(n=12, k=2, seed=0):
+    rng = np.random.default_rng(seed)
+    rand = lambda lo, hi: rng.integers(3, 40, size=int(rng.integers(lo, hi))).tolist()  # noqa: E731
+    return PreferencePairs(prompts=[rand(3, 9) for _ in range(n)], chosen=[rand(1, 4) + [2] for _ in range(n)],
+                           rejected=[[rand(1, 4) + [2] for _ in range(k)] for _ in range(n)])
+
+
+def word_model_setup(seed=0, n=24):
+    tok = train_word_tokenizer([" ".join(WORDS)])
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=2, intermediate_size=32,
+                                         pad_token_id=tok.pad_token_id))
+    rng = np.random.default_rng(seed)
+    prompts = [[tok.bos_token_id] + rng.integers(4, len(tok), int(rng.integers(3, 8))).tolist() for _ in range(n)]
+    completions = [rng.integers(4, len(tok), int(rng.integers(1, 4))).tolist() + [tok.eos_token_id]
+                   for _ in range(n)]
+    return tok, model, prompts, completions
+
+
+
+# ---------------------------------------------------------------- raw files in the published formats
+def ml10m_lines() -> list[str]:
+    lines = []
+    # user 1: 20 positives (4.5 / 5) and 2 ratings of 4.0 (not positive: "> 4"), timestamps decreasing
+    for i in range(20):
+        lines.append(f"1::{i + 1}::{4.5 if i % 2 else 5}::{1_000_000 - i}")
+    lines += ["1::21::4::900", "1::22::4.0::901"]
+    # user 2: 19 positives and 5 ratings of 4 -> dropped
+    lines += [f"2::{i + 1}::5::{2_000 + i}" for i in range(19)] + [f"2::{i + 1}::4::{3_000 + i}" for i in range(5)]
+    # user 3: 21 positives (4.5) and 4 of 3.5 -> kept
+    lines += [f"3::{i + 1}::4.5::{5_000 + i}" for i in range(21)] + [f"3::{i + 1}::3.5::{6_000 + i}" for i in range(4)]
+    return lines
+
+
+def write_ml10m(folder: Path, ratings: list[str] | None = None) -> Path:
+    folder = folder / "ml-10M100K"
+    folder.mkdir(parents=True)
+    (folder / "ratings.dat").write_text("\n".join(ratings or ml10m_lines()) + "\n")
+    movies = b"".join(f"{i}::Movie {i} (199{i % 10})::Drama|Comedy\n".encode() for i in range(1, 23) if i not in (7, 8))
+    movies += "7::Hamlet (1990)::Drama\n8::Hamlet (1990)::Drama\n".encode()
+    movies = movies.replace(b"Movie 3 (1993)", "Misérables, Les (1995)".encode("latin-1"))  # a non-UTF-8 line
+    (folder / "movies.dat").write_bytes(movies)
+    return folder
+
+
+def write_yelp(folder: Path, extra_review: str | None = None) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    businesses = [
+        {"business_id": "b1", "name": "Starbucks", "city": "Las Vegas", "stars": 4.0},
+        {"business_id": "b2", "name": "Starbucks", "city": "Las Vegas"},
+        {"business_id": "b3", "name": "Joe's", "city": "Phoenix"},
+        {"business_id": "b4", "name": None, "city": "Phoenix"},  # no name: its reviews are dropped
+        {"business_id": "b5", "name": "Starbucks", "city": "Toronto"},
+    ]
+    (folder / "yelp_academic_dataset_business.json").write_text("".join(json.dumps(b) + "\n" for b in businesses))
+    reviews = []
+    day = 0
+
+    def review(user, business, stars):
+        nonlocal day
+        day += 1
+        reviews.append({"review_id": f"r{len(reviews)}", "user_id": user, "business_id": business, "stars": stars,
+                        "date": f"2015-{1 + day // 28:02d}-{1 + day % 28:02d} 12:00:00", "text": "..."})
+
+    bs = ["b1", "b2", "b3", "b5"]
+    for i in range(40):  # user A: 40 five-star reviews, 3 four-star, 2 on the unnamed b4, 1 on an unknown business
+        review("userA", bs[i % 4], 5)
+    for i in range(3):
+        review("userA", "b3", 4)
+    review("userA", "b4", 5)
+    review("userA", "b4", 5)
+    review("userA", "bX", 5)
+    for i in range(39):  # user B: 39 five-star + 10 others -> dropped
+        review("userB", bs[i % 4], 5.0)
+    for i in range(10):
+        review("userB", "b1", 1 + i % 4)
+    lines = [json.dumps(r) for r in reviews]
+    if extra_review is not None:
+        lines.insert(4, extra_review)
+    (folder / "yelp_academic_dataset_review.json").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+BOOKS = [
+    b'"ISBN";"Book-Title";"Book-Author";"Year-Of-Publication";"Publisher";"Image-URL-S";"Image-URL-M";"Image-URL-L"',
+    b'"0001";"Tom &amp; Jerry";"Auth";"1999";"P";"s";"m";"l"',
+    b'"0002";"Les Mis\xe9rables";"Hugo";"0";"P";"s";"m";"l"',  # latin-1 byte, unknown year
+    b'"0003";"DK Readers: X (Level 4)\\";Michael T";"2000";"DK";"s";"m";"l"',  # malformed: 7 fields
+    b'"0004";"Tom &amp; Jerry";"Other";"2050";"P";"s";"m";"l"',  # same title, impossible year
+    b'"000500000X";"Dad\x92s Book";"A";"1980";"P";"s";"m";"l"',  # cp1252 right quote
+    b'"0006";"The "Best" Book";"A";"2001";"P";"s";"m";"l"',  # stray quotes inside a field
+]
+
+
+def write_bx(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    ratings = ['"User-ID";"ISBN";"Book-Rating"']
+    kept = ["0001", "0002", "0004", "000500000x", "0006"]  # lower-case x: ISBNs are matched upper-case
+    ratings += [f'"10";"{kept[i % 5]}";"{8 + i % 3}"' for i in range(20)]  # 20 positives (8-10)
+    ratings += ['"10";"0001";"0"', '"10";"0002";"0"', '"10";"0006";"7"']  # 2 implicit, one 7 (not "> 7")
+    ratings += ['"10";"0003";"9"', '"10";"9999";"10"']  # book row skipped / unknown ISBN: dropped
+    ratings += ['"12";"0001";"5";"extra"', '"abc";"0001";"5"']  # malformed: skipped
+    ratings += ['"11";"0001";"9"' for _ in range(19)] + ['"11";"0002";"0"' for _ in range(5)]  # dropped user
+    (folder / "BX-Book-Ratings.csv").write_bytes(("\r\n".join(ratings) + "\r\n").encode("cp1252"))
+    (folder / "BX-Books.csv").write_bytes(b"\r\n".join(BOOKS) + b"\r\n")
+    return folder
