@@ -1,7 +1,7 @@
 """Everything RecBole 1.2.1 needs to run on this stack (numpy 2, torch 2.13, pandas 2.3, setuptools<81), in one place.
 
 Import RecBole only through `recbole()`, which applies the workarounds first. Each one below was checked to fail
-without it (tests/test_sasrec.py keeps a test per workaround):
+without it (tests/methods/test_sasrec.py keeps a test per workaround):
 
 - `recbole.quick_start` is never imported: it runs ``from ray import tune`` and ray 2.6.3 uses ``np.bool8``, removed
   in numpy 2. Ray only serves RecBole's hyper-parameter search; config, data, model and trainer import without it.

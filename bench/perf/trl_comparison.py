@@ -421,7 +421,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"fixed batch (first {min(args.batch_size, args.pairs)} pairs, policy seed 1 vs reference seed 0): loss "
           f"ours {fixed['ours']:.7f}, TRL {fixed['trl']:.7f} (|diff| {abs(fixed['ours'] - fixed['trl']):.1e}); mean "
           f"chosen log-prob ours {fixed['ours_chosen']:.5f}, TRL {fixed['trl_chosen']:.5f}")
-    if setup != Setup():       # the default run's agreement is asserted by tests/test_perf_trl.py
+    if setup != Setup():       # the default run's agreement is asserted by tests/bench/test_perf_trl.py
         tol, worst = LOSS_TOLERANCE[setup.bf16], max([*diff.values(), abs(fixed["ours"] - fixed["trl"])])
         print(f"loss agreement ({'bf16' if setup.bf16 else 'fp32'} tolerance {tol:.0e}): largest |TRL - ours| "
               f"{worst:.1e}, " + ("within it" if worst <= tol else "OUTSIDE it: look at the lines above"))
