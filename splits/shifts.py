@@ -40,9 +40,16 @@ Shifts (``ood_fraction`` = 0.2 by default):
   Info: the MF's training RMSE, its RMSE on the observed OOD-period ratings, the fraction of observed OOD-period
   positives (and, for contrast, non-positives) whose imputed rating clears the threshold, and the number of
   filled targets.
-* ``mixed``: T = per-user latest 20% (future), R = the rest. P = popularity-balanced sample of round(0.16 N) from R;
-  ood_test = P + a uniform sample of round(0.04 N) from T (80% popularity / 20% temporal); train/valid/iid_test =
-  7:1:2 split of R minus P. The rest of T is discarded (it is future data). Info records the actual shares.
+* ``mixed`` (Appendix B.1: the temporal part comes "from a later (future) time window that does not overlap with
+  the training period"): a **global time cut**. T = the positives after the cut, the latest round(0.2 N) by
+  (timestamp, id) less those tied with the cut's timestamp, so every positive of T is strictly later than every
+  other positive; R = the rest. P = popularity-balanced sample of round(0.16 N) from R; train/valid/iid_test = 7:1:2
+  split of R minus P, so no training interaction lies after the cut; ood_test = P + a uniform sample L from the
+  positives of T whose user has a positive before the cut (a prompt needs a history: users who arrive after the cut
+  cannot be prompted), in the proportion 80% popularity / 20% temporal: |L| = min(round(0.04 N), that many) and
+  |P| = 4 |L| (at most round(0.16 N)). On ML-100K users arrive over time, so only about 1,600 future positives
+  belong to earlier users and the OOD part is about 15% of N instead of 20%. The rest of T is discarded (future
+  data). Info records the cut, the shares and how many future positives had a known user.
 
 Every shift records the part sizes and their fractions of N in `Split.info`.
 """
@@ -108,6 +115,21 @@ def latest_per_user(positives: pd.DataFrame, fraction: float) -> np.ndarray:
     from_end = by_user.cumcount(ascending=False).to_numpy()
     keep = np.floor(fraction * by_user["item"].transform("size").to_numpy() + 0.5)
     return np.sort(ordered.index.to_numpy()[from_end < keep])
+
+
+def global_latest(positives: pd.DataFrame, fraction: float) -> np.ndarray:
+    """Ids of the positives after a global time cut: the latest ``round(fraction * N)`` by (timestamp, interaction
+    id), less those sharing the cut's timestamp with an earlier positive, so every id returned is strictly later
+    than every id left out (no tie straddles the cut)."""
+    ordered = positives.sort_index().sort_values("timestamp", kind="stable")
+    keep = len(ordered) - _round(fraction * len(ordered))
+    if keep >= len(ordered):
+        return np.array([], dtype=np.int64)
+    cut = ordered["timestamp"].iloc[keep - 1] if keep > 0 else None
+    later = ordered.iloc[keep:]
+    if cut is not None:
+        later = later[later["timestamp"] > cut]
+    return np.sort(later.index.to_numpy())
 
 
 def popularity_sample(positives: pd.DataFrame, ids: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -240,18 +262,26 @@ def mixed_shift(
 ) -> PartsAndInfo:
     positives = dataset.positives
     n = len(positives)
-    future = latest_per_user(positives, ood_fraction)
+    future = global_latest(positives, ood_fraction)
     rest = np.setdiff1d(positives.index.to_numpy(), future)
-    balanced = popularity_sample(positives, rest, _round(popularity_share * ood_fraction * n), rng)
-    later = rng.choice(future, size=_round((1 - popularity_share) * ood_fraction * n), replace=False)
+    cut = int(positives.loc[rest, "timestamp"].max())
+    known = future[positives.loc[future, "user"].isin(positives.loc[rest, "user"]).to_numpy()]
+    n_later = min(len(known), _round((1 - popularity_share) * ood_fraction * n))
+    n_balanced = min(_round(n_later * popularity_share / (1 - popularity_share)),
+                     _round(popularity_share * ood_fraction * n))
+    balanced = popularity_sample(positives, rest, n_balanced, rng)
+    later = rng.choice(known, size=n_later, replace=False)
     parts = split_712(positives, np.setdiff1d(rest, balanced), rng)
     parts["ood_test"] = _take(positives, np.concatenate([balanced, later]))
     n_ood = len(parts["ood_test"])
     items = np.sort(positives["item"].unique())
     return parts, {
         "ood_fraction": ood_fraction,
+        "time_cut": cut,
         "ood_popularity_share": round(len(balanced) / n_ood, 4),
         "ood_temporal_share": round(len(later) / n_ood, 4),
+        "future_positives": len(future),
+        "future_positives_of_known_users": len(known),
         "temporal_discarded": len(future) - len(later),
         "flatness": item_flatness(parts, items),
     }

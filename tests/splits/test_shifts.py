@@ -9,7 +9,7 @@ import pytest
 
 from splits import PARTS, SHIFTS, Dataset, Split, UnknownNameError, build_split, load_dataset
 from splits.fingerprint import fingerprint_split
-from splits.shifts import gini, normalized_entropy
+from splits.shifts import global_latest, gini, normalized_entropy
 
 SHIFT_NAMES = ["iid", "temporal", "popularity", "exposure", "mixed"]
 
@@ -55,7 +55,13 @@ def test_proportions(ml, splits, name):
     n = len(ml.positives)
     sizes = splits[name].info["sizes"]
     ood = sizes["ood_test"] / n
-    assert ood == 0 if name == "iid" else ood == pytest.approx(0.2, abs=0.002)
+    if name == "iid":
+        assert ood == 0
+    elif name == "mixed":  # limited by the future positives of users seen before the cut (see test_mixed)
+        later = min(splits[name].info["future_positives_of_known_users"], round(0.04 * n))
+        assert sizes["ood_test"] == later + min(4 * later, round(0.16 * n))
+    else:
+        assert ood == pytest.approx(0.2, abs=0.002)
     rest = sizes["train"] + sizes["valid"] + sizes["iid_test"]
     for part, share in zip(["train", "valid", "iid_test"], [0.7, 0.1, 0.2]):
         assert sizes[part] / rest == pytest.approx(share, abs=0.001)
@@ -63,8 +69,9 @@ def test_proportions(ml, splits, name):
         assert rest == n
     elif name in ("temporal", "popularity"):
         assert rest + sizes["ood_test"] == n
-    elif name == "mixed":
-        assert rest == pytest.approx(0.64 * n, abs=2)  # R minus the popularity sample
+    elif name == "mixed":  # the positives before the cut minus the popularity sample
+        popular = round(sizes["ood_test"] * 0.8)
+        assert rest == n - splits[name].info["future_positives"] - popular
     print(name, sizes)
 
 
@@ -152,19 +159,32 @@ def test_exposure(ml, splits):
 
 
 def test_mixed(ml, splits):
+    """Appendix B.1: the temporal part lies in a future window after a global time cut, and no training
+    interaction is after the cut; 80% popularity-balanced, 20% temporal."""
     split = splits["mixed"]
     info = split.info
     n = len(ml.positives)
-    assert info["ood_popularity_share"] == pytest.approx(0.8, abs=0.001)
-    assert info["ood_temporal_share"] == pytest.approx(0.2, abs=0.001)
-    print("mixed", info["sizes"], info["ood_popularity_share"], info["ood_temporal_share"],
-          info["flatness"]["ood_test"])
-    future = set(splits["temporal"]["ood_test"].index)  # per-user latest 20%, no randomness
-    ood = split["ood_test"]
-    from_future = ood.index.isin(list(future))
-    assert from_future.sum() == round(0.04 * n)
-    assert (~from_future).sum() == round(0.16 * n)
     training = pd.concat([split["train"], split["valid"], split["iid_test"]])
-    assert not set(training.index) & future  # future data is never trained on
-    assert info["temporal_discarded"] == len(future) - from_future.sum()
+    ood = split["ood_test"]
+    cut = info["time_cut"]
+    assert training["timestamp"].max() == cut                       # nothing trained on lies after the cut
+    after = ood["timestamp"].to_numpy() > cut
+    assert after.mean() == pytest.approx(0.2, abs=0.001)            # the temporal part: after the training period
+    assert info["ood_popularity_share"] == pytest.approx(0.8, abs=0.001)
+    assert info["ood_temporal_share"] == pytest.approx(after.mean(), abs=1e-4)
+    # the future window: the globally latest ~20% of positives (ties kept before the cut), every one after the cut
+    future = ml.positives[ml.positives["timestamp"] > cut]
+    assert len(future) == info["future_positives"] and abs(len(future) - round(0.2 * n)) < 0.01 * n
+    assert set(ood.index[after]) <= set(future.index) and not set(training.index) & set(future.index)
+    # every temporal target's user has positives before the cut (a prompt needs a history)
+    assert set(ood.loc[after, "user"]) <= set(ml.positives.loc[ml.positives["timestamp"] <= cut, "user"])
+    assert info["temporal_discarded"] == len(future) - after.sum()
     assert info["flatness"]["ood_test"]["gini"] <= info["flatness"]["train"]["gini"] - 0.1
+
+
+def test_global_latest_never_splits_a_tie():
+    frame = pd.DataFrame({"user": [1, 1, 2, 2, 3], "item": [1, 2, 3, 4, 5], "rating": 5.0,
+                          "timestamp": [10, 20, 20, 30, 40], "positive": True})
+    assert global_latest(frame, 0.4).tolist() == [3, 4]             # latest two: ids 3 and 4
+    assert global_latest(frame, 0.6).tolist() == [3, 4]             # the third (t=20) ties with id 1: it stays before
+    assert global_latest(frame, 0.0).tolist() == []
