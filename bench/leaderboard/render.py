@@ -1,5 +1,7 @@
 """Tables as files: Markdown (best **bold**, second <u>underlined</u>), LaTeX (\\textbf / \\underline), a wide CSV
-in the layout of `leaderboards/paper/` (means) and a long CSV (mean, std, seeds, p vs DPO, mark).
+in the layout of `leaderboards/paper/` (means) and a long CSV (mean, std, seeds, p vs DPO, minimal detectable
+difference vs DPO, mark). The caption of a metrics table gives the range of its cells' minimal detectable
+differences: the gaps the profile can resolve.
 
 A value prints as ``mean`` with one seed and ``mean ± std`` with several, followed by † when a paired test against
 DPO on the same test samples gives p < 0.05 (see `significance`); ``–`` marks a missing record.
@@ -55,10 +57,26 @@ def caption(table: Table) -> str:
     elif spec.kind == "metrics":
         parts.append("values in %; best **bold**, second <u>underlined</u> among the paper's rows; "
                      "† p < 0.05 against DPO (paired, same test samples)")
+        resolution = mde_note(table)
+        if resolution:
+            parts.append(resolution)
     if any(r.extra for r in table.rows):
         parts.append("rows after the paper's are references not in the published table: "
                      + ", ".join(r.label for r in table.rows if r.extra))
     return ". ".join(parts) + "."
+
+
+def mde_note(table: Table) -> str | None:
+    """Which differences against DPO the table can resolve: the range of its cells' minimal detectable differences."""
+    by_metric = {}
+    for (_, _, metric), v in table.values.items():
+        if v.mde_vs_dpo is not None:
+            by_metric.setdefault(metric, []).append(v.mde_vs_dpo)
+    if not by_metric:
+        return None
+    spans = [f"{m} {min(xs):.2f}-{max(xs):.2f} (median {sorted(xs)[len(xs) // 2]:.2f})" for m, xs in by_metric.items()]
+    return ("minimal detectable difference against DPO (80% power, alpha 0.05, paired over samples and seeds), in "
+            "points: " + "; ".join(spans) + "; smaller gaps are not resolved by this profile")
 
 
 def markdown(table: Table) -> str:
@@ -112,7 +130,7 @@ def long_csv(table: Table) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["table", "dataset", "shift", "paper_dataset", "metric", "row", "method", "backbone", "overrides",
-                "mean", "std", "seeds", "p_vs_dpo", "mark", "in_paper"])
+                "mean", "std", "seeds", "p_vs_dpo", "mde_vs_dpo", "mark", "in_paper"])
     for c, col, metric in columns_of(table.spec):
         for row in table.rows:
             v = table.value(row.label, c, metric)
@@ -120,5 +138,5 @@ def long_csv(table: Table) -> str:
                         row.method, row.backbone or "", " ".join(row.overrides),
                         "" if v.mean is None else f"{v.mean:.6g}", "" if v.std is None else f"{v.std:.6g}",
                         " ".join(map(str, v.seeds)), "" if v.p_vs_dpo is None else f"{v.p_vs_dpo:.4g}",
-                        v.mark or "", int(not row.extra)])
+                        "" if v.mde_vs_dpo is None else f"{v.mde_vs_dpo:.4g}", v.mark or "", int(not row.extra)])
     return buf.getvalue()

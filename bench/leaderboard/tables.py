@@ -1,5 +1,6 @@
 """A table's values from run records: per (row, column group, metric) the mean and std over seeds (in % for
-ranking metrics, seconds for Tables 6-7), the seeds found, a paired p-value against DPO on the same cell, and best /
+ranking metrics, seconds for Tables 6-7), the seeds found, a paired p-value and the minimal detectable difference
+(80% power, alpha 0.05) against DPO on the same cell, and best /
 second-best marks per column (higher is better; among the paper's rows; ties share a mark; none for seconds).
 """
 from __future__ import annotations
@@ -10,7 +11,7 @@ import numpy as np
 
 from bench.leaderboard.grids import TABLES, Column, Row, TableSpec, row_cell
 from bench.leaderboard.records import RecordIndex, cell_identity
-from bench.leaderboard.significance import paired_p
+from bench.leaderboard.significance import paired_mde, paired_p
 
 ALPHA = 0.05
 
@@ -21,6 +22,7 @@ class Value:
     std: float | None = None
     seeds: list[int] = field(default_factory=list)
     p_vs_dpo: float | None = None
+    mde_vs_dpo: float | None = None  # minimal detectable difference against DPO, in the value's units
     mark: str | None = None          # "best" | "second"
 
 
@@ -98,8 +100,9 @@ def _value(by_seed: dict[int, dict], metric: str, kind: str, dpo_by_seed) -> Val
     if dpo_by_seed and kind == "metrics":
         theirs = {s: record_value(r, metric, kind) for s, r in dpo_by_seed.items()}
         part = part_of(next(iter(by_seed.values())))
-        value.p_vs_dpo = paired_p(by_seed, dpo_by_seed, part, metric,
-                                  (per_seed, {s: v for s, v in theirs.items() if v is not None}))
+        seed_values = (per_seed, {s: v for s, v in theirs.items() if v is not None})
+        value.p_vs_dpo = paired_p(by_seed, dpo_by_seed, part, metric, seed_values)
+        value.mde_vs_dpo = paired_mde(by_seed, dpo_by_seed, part, metric, seed_values, scale=100.0)  # in %
     return value
 
 

@@ -3,7 +3,9 @@ fake records in the real schema (written by bench.results.write_record); one end
 """
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 import json
 import os
 import subprocess
@@ -20,6 +22,7 @@ from bench.leaderboard.locks import GroupLock
 from bench.leaderboard.paper import load_paper, load_table2
 from bench.leaderboard.records import RecordIndex, cell_config, cell_identity, pipeline_key, record_identity
 from bench.leaderboard.runner import GridRunner, group_cells, parse_shard, shard
+from bench.leaderboard.significance import per_sample
 from bench.leaderboard.tables import build_table
 from bench.results import record_key, record_path, write_record
 
@@ -370,3 +373,17 @@ def test_figures_render_group_time_projection_and_sweep_panels(tmp_path):
         message = figures.figure(table, tmp_path)
         assert message == f"{name}: wrote {tmp_path / (name + '.png')}"
         assert (tmp_path / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_every_compared_cell_has_a_minimal_detectable_difference(tmp_path):
+    _table5_records(tmp_path, seeds=(0, 1))
+    table = build_table("table5", "tiny", RecordIndex.load(tmp_path), [0, 1], "ml-100k", "tiny-llama")
+    value = table.value("CausalDPO", 0, "HR@10")
+    d = np.mean([per_sample(table.by_cell[("CausalDPO", 0)][s], "ood_test", "HR@10")
+                 - per_sample(table.by_cell[("DPO", 0)][s], "ood_test", "HR@10") for s in (0, 1)], axis=0)
+    assert value.mde_vs_dpo == pytest.approx(100 * 2.8016 * d.std(ddof=1) / np.sqrt(len(d)), rel=1e-3)  # in points
+    assert table.value("DPO", 0, "HR@10").mde_vs_dpo is None            # DPO is the reference
+    rows = list(csv.DictReader(io.StringIO(render.long_csv(table))))
+    compared = [r for r in rows if r["mean"] and r["method"] != "dpo"]
+    assert compared and all(float(r["mde_vs_dpo"]) > 0 for r in compared)
+    assert "minimal detectable difference against DPO" in render.caption(table)
