@@ -63,6 +63,9 @@ class RankingConfig:
         "help": "likelihood (exact log P(title | prompt) of every item), beam (trie-constrained beam search) or "
                 "grounding (unconstrained generation, embedded and matched to every title by L2 distance)"})
     k: int = field(default=20, metadata={"help": "length of the ranked list kept per sample"})
+    exclude_seen: bool = field(default=True, metadata={
+        "help": "leave the user's training-part items out of every ranked list, for every protocol and baseline "
+                "(RecBole's convention; false: the paper's reading, consumed items may be recommended)"})
     batch_size: int = field(default=16, metadata={"help": "prompts per ranking batch"})
     embedder: str = field(default="backbone", metadata={
         "help": "grounding: backbone (the base backbone's last-layer hidden state at the text's last token, BIGRec) "

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import pandas as pd
 import torch
 
 import methods
@@ -88,6 +89,7 @@ class Cell:
         self.sft_tag = record_key(sft_identity)
         self.sft_dir = self.cache_dir / "sft" / self.sft_tag
         self.sft_stats: dict | None = None
+        self.seen_by_user: dict[int, np.ndarray] | None = None
 
     def encode(self, samples: Samples) -> list[list[int]]:
         titles = self.dataset.titles
@@ -133,10 +135,24 @@ class Cell:
                                                           self.cfg.ranking.batch_size, **self.ranking_options),
             predict_top1=self.predict_top1, output_dir=method_output, log=self.log)
 
-    def rank_sharded(self, recommender, prompts, histories):
+    def consumed(self, samples: Samples) -> list[np.ndarray] | None:
+        """Per sample, the catalogue positions of its user's training-part items, which `ranking.exclude_seen`
+        leaves out of every ranked list (never valid or test items); None when the setting is off."""
+        if not self.cfg.ranking.exclude_seen:
+            return None
+        if self.seen_by_user is None:
+            train = self.split["train"]
+            positions = np.array([self.position[int(i)] for i in train["item"]], dtype=np.int64)
+            self.seen_by_user = {int(u): np.unique(positions[rows])
+                                 for u, rows in pd.Series(np.arange(len(train))).groupby(train["user"].to_numpy())}
+        empty = np.empty(0, dtype=np.int64)
+        return [self.seen_by_user.get(int(u), empty) for u in samples.users]
+
+    def rank_sharded(self, recommender, prompts, histories, exclude=None):
         """Each process ranks rows rank::world of the test samples; the rows are gathered on every process."""
         w, r = distributed.world_size(), distributed.rank()
-        topk, valid = recommender.rank(prompts[r::w], histories[r::w], self.cfg.ranking.k)
+        topk, valid = recommender.rank(prompts[r::w], histories[r::w], self.cfg.ranking.k,
+                                       None if exclude is None else exclude[r::w])
         if w == 1:
             return topk, valid
         rows = distributed.gather_rows(list(zip(topk.tolist(), valid.tolist())), len(prompts))
@@ -147,7 +163,8 @@ class Cell:
         out = {}
         for part, samples in self.eval_parts.items():
             start = time.perf_counter()
-            topk, valid = self.rank_sharded(recommender, self.eval_prompts[part], samples.histories)
+            exclude = self.consumed(samples)
+            topk, valid = self.rank_sharded(recommender, self.eval_prompts[part], samples.histories, exclude)
             targets = np.array([self.position[int(t)] for t in samples.targets])
             metrics = ranking_metrics(topk, targets, valid=valid)
             ranks = target_ranks(topk, targets)
@@ -155,7 +172,10 @@ class Cell:
                          "time_groups": metrics_by_group(ranks, time_periods(samples.timestamps), 5, "T"),
                          "target_ranks": ranks.tolist(),   # per sample, K = not in the list (paired tests)
                          "recommendation_counts": recommendation_counts(topk, self.groups, k=10),
-                         "samples": len(samples), "seconds": time.perf_counter() - start}
+                         "samples": len(samples), "seconds": time.perf_counter() - start,
+                         "excluded_per_sample": None if exclude is None else float(np.mean([len(e) for e in exclude])),
+                         "targets_excluded": None if exclude is None else   # 0: a target is never a training item
+                         int(sum(t in e for t, e in zip(targets, exclude)))}
         return out
 
 
@@ -197,7 +217,8 @@ def run(cfg: RunConfig, method_names: list[str], log: Callable[[str], None] = pr
             "config": cfg.to_dict(), "dataset": cfg.data.dataset, "shift": cfg.data.shift,
             "seed": cfg.seed, "split_seed": cfg.data.split_seed, "split_fingerprint": cell.split.fingerprint,
             "split_info": json.loads(json.dumps(cell.split.info, default=str)),
-            "protocol": ctx.stats.get("protocol", cfg.ranking.protocol), "sft_tag": cell.sft_tag if method.uses_sft else None,
+            "protocol": ctx.stats.get("protocol", cfg.ranking.protocol), "exclude_seen": cfg.ranking.exclude_seen,
+            "sft_tag": cell.sft_tag if method.uses_sft else None,
             "sft": cell.sft_stats if method.uses_sft else None, "fit_seconds": fit_seconds,
             "seconds_per_epoch": ctx.stats.get("seconds_per_epoch"), "method_stats": ctx.stats,
             "results": results, "environment": env, "memory": peak_memory_mb(cell.device),

@@ -26,9 +26,12 @@ class Paper:
 
 
 class Recommender(Protocol):
-    """Ranks the catalogue for a batch of prompts: returns (topk catalogue positions (n, k), valid flags (n,))."""
+    """Ranks the catalogue for a batch of prompts: returns (topk catalogue positions (n, k), -1 where fewer than k
+    items are ranked, and valid flags (n,)). `exclude`, when given, holds per prompt the catalogue positions its
+    list may not contain (the user's training-part items, ``ranking.exclude_seen``): every recommender honours it."""
 
-    def rank(self, prompts: list[list[int]], histories: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
+    def rank(self, prompts: list[list[int]], histories: list[np.ndarray], k: int,
+             exclude: list[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
         ...
 
 

@@ -3,11 +3,14 @@
 - `sft`: the cell's SFT model under the run's ranking protocol (the paper's ablation "w/o CausalDPO", Table 8).
 - `base`: the backbone before any training ("w/o both", Table 8).
 - `mostpop`: every user gets the catalogue ordered by training interaction count (ties by catalogue position).
-- `random`: a seeded random permutation of the catalogue per sample: the chance level of every metric.
-None of them excludes history items, like the LLM protocols.
+- `random`: a seeded random permutation of the catalogue per sample (seeded by the run's seed and the prompt's
+  tokens, so it does not depend on the sample's row or shard): the chance level of every metric.
+With ``ranking.exclude_seen`` (the default) each sample's list leaves out the user's training-part items, as for
+every method.
 """
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,13 +45,19 @@ class BaseModel(Method):
 
 
 class _FixedRanker:
-    def __init__(self, order_for_row):
-        self.order_for_row = order_for_row
+    """Ranks by an order that depends on nothing but the prompt (so a sharded test set ranks the same)."""
 
-    def rank(self, prompts, histories, k):
-        topk = np.stack([self.order_for_row(i)[:k] for i in range(len(prompts))]) if prompts else \
-            np.empty((0, k), np.int64)
-        return topk.astype(np.int64), np.ones(len(prompts), dtype=bool)
+    def __init__(self, order_for_prompt):
+        self.order_for_prompt = order_for_prompt
+
+    def rank(self, prompts, histories, k, exclude=None):
+        topk = np.full((len(prompts), k), -1, dtype=np.int64)
+        for i in range(len(prompts)):
+            order = self.order_for_prompt(prompts[i])
+            if exclude is not None:
+                order = order[~np.isin(order, exclude[i])]
+            topk[i, : min(k, len(order))] = order[:k]
+        return topk, np.ones(len(prompts), dtype=bool)
 
 
 @register
@@ -61,7 +70,7 @@ class MostPopular(Method):
     def fit(self, ctx: MethodContext):
         order = np.lexsort((np.arange(len(ctx.train_counts)), -ctx.train_counts))
         ctx.stats["protocol"] = "popularity order"
-        return _FixedRanker(lambda _row: order)
+        return _FixedRanker(lambda _prompt: order)
 
 
 @register
@@ -74,4 +83,9 @@ class RandomRanking(Method):
     def fit(self, ctx: MethodContext):
         n, seed = len(ctx.items), ctx.seed
         ctx.stats["protocol"] = "random order"
-        return _FixedRanker(lambda row: np.random.default_rng([seed, row]).permutation(n))
+        return _FixedRanker(lambda prompt: np.random.default_rng([seed, prompt_digest(prompt)]).permutation(n))
+
+
+def prompt_digest(prompt) -> int:
+    """A stable 32-bit digest of a prompt's token ids: seeds its random order whatever its row or shard."""
+    return zlib.crc32(np.asarray(prompt, dtype=np.int64).tobytes())

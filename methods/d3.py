@@ -59,7 +59,7 @@ class D3Recommender:
         self.model, self.catalogue, self.sasrec, self.cfg = model, catalogue, sasrec, cfg
         self.mass = TrieMass(catalogue)
 
-    def rank(self, prompts, histories, k, chunk: int = 512):
+    def rank(self, prompts, histories, k, exclude=None, chunk: int = 512):
         """SASRec logits `chunk` prompts at a time (an (n, n_items) matrix for every test sample would be large)."""
         topk, valid = np.full((len(prompts), k), -1, dtype=np.int64), np.zeros(len(prompts), dtype=bool)
         for start in range(0, len(prompts), chunk):
@@ -67,7 +67,8 @@ class D3Recommender:
             logits = self.sasrec.scores(list(histories[part]))
             result = d3_rank(self.model, prompts[part], logits, self.catalogue, k=k,
                              batch_size=self.cfg.beam_batch_size, guidance_scale=self.cfg.guidance_scale,
-                             length_penalty=self.cfg.length_penalty, floor=self.cfg.assistant_floor, mass=self.mass)
+                             length_penalty=self.cfg.length_penalty, floor=self.cfg.assistant_floor, mass=self.mass,
+                             exclude=None if exclude is None else exclude[part])
             topk[part], valid[part] = result.topk, result.valid
         return topk, valid
 

@@ -96,10 +96,10 @@ class ReRanker:
     def __init__(self, inner, groups: np.ndarray, history_share: np.ndarray, lam: float, pool: int):
         self.inner, self.groups, self.history_share, self.lam, self.pool = inner, groups, history_share, lam, pool
 
-    def rank(self, prompts, histories, k):
+    def rank(self, prompts, histories, k, exclude=None):
         if self.lam == 0:
-            return self.inner.rank(prompts, histories, k)
-        candidates, valid = self.inner.rank(prompts, histories, max(self.pool, k))
+            return self.inner.rank(prompts, histories, k, exclude)
+        candidates, valid = self.inner.rank(prompts, histories, max(self.pool, k), exclude)
         return rerank(candidates, self.groups, self.history_share, self.lam, k), valid
 
 

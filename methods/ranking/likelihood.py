@@ -152,7 +152,7 @@ def _log_probs(head: torch.nn.Linear, hidden: torch.Tensor, rows: torch.Tensor, 
 
 def score_all(model, prompts: Sequence[Sequence[int]], catalogue: Catalogue, batch_size: int = 16, *,
               top: int | None = None, chunk_len: int | None = None, max_tokens: int = 2048,
-              first_round: int = 8) -> np.ndarray:
+              first_round: int = 8, exclude: Sequence[np.ndarray] | None = None) -> np.ndarray:
     """(n_prompts, n_items) float64 log P(completion | prompt), exact up to float rounding.
 
     With `top` = k, only what decides each prompt's k best items is computed and every other item scores -inf; the
@@ -164,6 +164,10 @@ def score_all(model, prompts: Sequence[Sequence[int]], catalogue: Catalogue, bat
     hold a top-k item and is never scored. On the tiny profile's SFT model this scores about an eighth of the
     catalogue's tokens.
 
+    `exclude` (catalogue positions per prompt, e.g. the user's consumed items) score -inf from the start: they never
+    bound a chunk nor count towards tau, so with `top` the k best *other* items are exactly those of the full
+    scores with the excluded ones removed.
+
     `batch_size` prompts share one prompt pass; `max_tokens` bounds the completion tokens per forward call (the
     activations' size); `chunk_len` is the packed chunk length (see module docstring; default 16 with `top`, whose
     short chunks prune finer, else 64).
@@ -171,6 +175,8 @@ def score_all(model, prompts: Sequence[Sequence[int]], catalogue: Catalogue, bat
     """
     if any(len(p) == 0 for p in prompts):
         raise ValueError("prompts must be non-empty")
+    if exclude is not None and len(exclude) != len(prompts):
+        raise ValueError(f"{len(exclude)} exclusion lists for {len(prompts)} prompts")
     model.eval()
     n_items = len(catalogue)
     prune = top is not None and top < n_items
@@ -199,6 +205,11 @@ def score_all(model, prompts: Sequence[Sequence[int]], catalogue: Catalogue, bat
             last = head(res.last_hidden_state[torch.arange(n, device=device), lens - 1]).float().log_softmax(-1)
             scores = torch.zeros(n, n_items + 1, device=device)  # last column collects padding pairs
             scores[:, :n_items] = last[:, first]
+            if exclude is not None:
+                rows = [np.asarray(exclude[i], dtype=np.int64) for i in idx]
+                scores[torch.as_tensor(np.repeat(np.arange(n), [len(e) for e in rows]), device=device),
+                       torch.as_tensor(np.concatenate(rows) if rows else [], dtype=torch.long, device=device)] = \
+                    -torch.inf
             kv = [(layer.keys, layer.values) for layer in res.cache.layers]
             del res
 
@@ -244,6 +255,6 @@ def score_all(model, prompts: Sequence[Sequence[int]], catalogue: Catalogue, bat
 
 @PROTOCOLS.register("likelihood")
 def likelihood(model, prompts: list[list[int]], catalogue: Catalogue, k: int = 20, batch_size: int = 16,
-               **options) -> Ranking:
-    scores = score_all(model, prompts, catalogue, batch_size, top=k, **options)
+               exclude: Sequence[np.ndarray] | None = None, **options) -> Ranking:
+    scores = score_all(model, prompts, catalogue, batch_size, top=k, exclude=exclude, **options)
     return Ranking(topk=top_k(scores, k), valid=np.ones(len(prompts), dtype=bool))

@@ -83,6 +83,21 @@ def test_exact_title_grounds_first_at_distance_zero():
     assert (short.topk[:, len(TITLES):] == -1).all()
 
 
+def test_excluded_items_are_left_out_after_grounding():
+    """An exact title whose item is excluded is still a valid output, but its item leaves the list; the other
+    items keep their order by distance."""
+    embedder = BagOfWords()
+    items = embedder.embed(TITLES)
+    texts = ["w8 w9", "w1 w2"]
+    plain = ground_texts(texts, TITLES, items, embedder, k=len(TITLES))
+    exclude = [np.array([TITLES.index("w8 w9"), 3]), np.array([], dtype=np.int64)]
+    ranking = ground_texts(texts, TITLES, items, embedder, k=len(TITLES), batch_size=1, exclude=exclude)
+    assert ranking.valid.tolist() == [True, True]
+    kept = [i for i in plain.topk[0].tolist() if i not in exclude[0].tolist()]
+    assert ranking.topk[0].tolist() == kept + [-1, -1]
+    assert ranking.topk[1].tolist() == plain.topk[1].tolist()
+
+
 def test_valid_generations_reuse_the_item_embedding():
     embedder = BagOfWords()
     calls = []

@@ -123,3 +123,52 @@ def test_exhaustive_beam_is_likelihood_order(model):
     for row in default.topk:
         kept = row[row >= 0]
         assert len(set(kept.tolist())) == len(kept) <= len(catalogue)
+
+
+# ---------------------------------------------------------------- excluded items (ranking.exclude_seen)
+def exclusions(n_prompts: int, n_items: int, seed: int = 3) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.choice(n_items, size=int(rng.integers(0, n_items // 2)), replace=False) for _ in range(n_prompts)]
+
+
+def test_trie_blocks_the_branches_whose_items_are_all_excluded():
+    trie = Trie([[5, 6, EOS], [5, 6, 7, EOS], [5, 8, EOS], [9, EOS]], eos_id=EOS)
+    blocked = trie.blocked([0, 1])                                   # both items under (5, 6)
+    assert trie.allowed([], blocked) == [5, 9] and trie.allowed([5], blocked) == [8]
+    assert trie.allowed([5], trie.blocked([0])) == [6, 8]            # (5, 6, 7) still lies under (5, 6)
+    assert trie.allowed([5, 6], trie.blocked([0])) == [7]
+    assert trie.allowed([], trie.blocked([0, 1, 2])) == [9] and trie.allowed([], trie.blocked(range(4))) == []
+
+
+def test_top_k_leaves_out_excluded_and_unscored_columns():
+    scores = np.array([[0.0, 1.0, 1.0, -1.0], [3.0, -np.inf, 1.0, 2.0]])
+    got = top_k(scores, 4, exclude=[np.array([1, 3]), np.array([], dtype=np.int64)])
+    np.testing.assert_array_equal(got, [[2, 0, -1, -1], [0, 3, 2, -1]])
+
+
+@pytest.mark.parametrize("k", [1, 5, 10])
+def test_pruned_top_k_under_exclusion_is_the_full_top_k_of_the_other_items(peaked_model, k):
+    """Excluded items never bound a chunk nor count towards tau: the k best remaining items, their order and ties
+    are those of the full scores with the excluded items removed."""
+    catalogue = random_catalogue(60, seed=4)
+    prompts = random_prompts([7, 3, 12, 1, 9, 5, 8])
+    exclude = exclusions(len(prompts), len(catalogue))
+    full = score_all(peaked_model, prompts, catalogue, batch_size=3, chunk_len=4)
+    pruned = score_all(peaked_model, prompts, catalogue, batch_size=3, chunk_len=4, top=k, first_round=1,
+                       exclude=exclude)
+    np.testing.assert_array_equal(top_k(pruned, k), top_k(full, k, exclude))
+    for row, banned in zip(rank("likelihood", peaked_model, prompts, catalogue, k=k, exclude=exclude).topk, exclude):
+        assert not set(row.tolist()) & set(banned.tolist())
+
+
+def test_beam_never_emits_an_excluded_item(model):
+    catalogue = random_catalogue(40)
+    prompts = random_prompts([7, 3, 12, 9])
+    plain = rank("beam", model, prompts, catalogue, k=6, batch_size=3)
+    exclude = [plain.topk[i, : 3 - i] for i in range(3)] + [np.arange(len(catalogue))[np.arange(40) != 7]]
+    ranking = rank("beam", model, prompts, catalogue, k=6, batch_size=3, exclude=exclude)
+    for row, banned in zip(ranking.topk, exclude):
+        assert not set(row[row >= 0].tolist()) & set(banned.tolist())
+    assert ranking.valid[:3].all() and (ranking.topk[:3] >= 0).sum() >= 15
+    assert ranking.topk[3, 0] == 7 and (ranking.topk[3, 1:] == -1).all()  # one item left: the only one ranked
+    assert ranking.topk[0, 0] != plain.topk[0, 0]                            # the excluded top-1 made way

@@ -98,8 +98,8 @@ def test_rw_fit_smoke():
         def __init__(self, m):
             self.model = m
 
-        def rank(self, p, h, k):
-            result = rank("likelihood", self.model, p, catalogue, k=k)
+        def rank(self, p, h, k, exclude=None):
+            result = rank("likelihood", self.model, p, catalogue, k=k, exclude=exclude)
             return result.topk, result.valid
 
     built, sft_calls = [], []
