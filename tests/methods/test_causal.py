@@ -1,9 +1,14 @@
-"""The causal regularizer of CausalDPO (methods/causal.py) against its equations."""
+"""The causal regularizer of CausalDPO (methods/causal.py) against its equations: the backdoor adjustment (Eq. 6,
+with the mean and with Dr.DPO's reduction, hard and soft assignments), DBSCAN environments and the soft assignment
+(Eqs. 7-8), the weighted MMD (Eq. 10) against a double-loop reference, and the one-environment fallbacks."""
+import itertools
+
 import numpy as np
 import pytest
 import torch
 
 from methods.causal import CausalConfig, CausalRegularizer, backdoor_adjusted, dbscan_labels, soft_assign, weighted_mmd2
+from methods.losses import dro_reduce
 
 
 def two_blobs(n=8, d=4, gap=5.0, seed=0):
@@ -26,6 +31,31 @@ def test_backdoor_adjustment_by_hand():
     env = [(0.75 * 1 + 0.25 * 3) / 1.0, (0.25 * 1 + 0.75 * 3) / 1.0]
     expected = 0.5 * env[0] + 0.5 * env[1]
     assert backdoor_adjusted(losses, p).item() == pytest.approx(expected, rel=1e-6)
+
+
+def soft_environments(n=10, seed=5):
+    """Losses in [0, 3) and soft assignments p (n, 3): no row one-hot, environments of clearly different sizes."""
+    rng = np.random.default_rng(seed)
+    losses = rng.uniform(0, 3, n)
+    logits = rng.normal(size=(n, 3)) + np.array([1.5, 0.0, -1.0])
+    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    return losses, p
+
+
+@pytest.mark.parametrize("beta_prime", [0.5, 4.0])  # spread of -l/beta' above / below 1: both forms of dro_reduce
+def test_backdoor_adjustment_with_dro_reduce_and_soft_assignments_follows_eq6(beta_prime):
+    losses, p = soft_environments()
+    sizes = p.sum(0)
+    assert p.max() < 0.99 and sizes.max() > 2 * sizes.min()
+    # Eq. 6 in float64: sum_k p_hat_k * (-beta' log sum_i w_ik exp(-l_i / beta')), w_ik = p_ik / sum_i p_ik
+    w = p / sizes
+    per_env = [-beta_prime * np.log(sum(w[i, k] * np.exp(-losses[i] / beta_prime) for i in range(len(losses))))
+               for k in range(3)]
+    expected = sum(p[:, k].mean() * per_env[k] for k in range(3))
+    reduce = lambda x, weights=None: dro_reduce(x, weights, beta_prime=beta_prime)
+    got = backdoor_adjusted(torch.tensor(losses, dtype=torch.float32), torch.tensor(p, dtype=torch.float32), reduce)
+    assert got.item() == pytest.approx(expected, abs=1e-5)
+    assert abs(got.item() - losses.mean()) > 0.05                 # not the plain mean
 
 
 def test_dbscan_finds_two_blobs_and_soft_assignment_is_a_distribution():
@@ -76,6 +106,34 @@ def test_mmd_matches_the_v_statistic_for_hard_assignments():
     assert torch.allclose(weighted_mmd2(phi, hard), expected, atol=1e-6)
 
 
+def reference_mmd2(phi: np.ndarray, p: np.ndarray) -> float:
+    """Eq. 10 written out: Gaussian kernel, sigma^2 = median of the non-zero pairwise squared distances, each
+    environment the batch weighted by p_ik / sum_i p_ik, squared MMD summed over every pair of environments."""
+    n, envs = len(phi), p.shape[1]
+    sq = [[sum((phi[i, d] - phi[j, d]) ** 2 for d in range(phi.shape[1])) for j in range(n)] for i in range(n)]
+    sigma2 = float(np.median([sq[i][j] for i in range(n) for j in range(i + 1, n) if sq[i][j] > 0]))
+    kernel = [[np.exp(-sq[i][j] / (2 * sigma2)) for j in range(n)] for i in range(n)]
+    w = [[p[i, k] / sum(p[:, k]) for k in range(envs)] for i in range(n)]
+
+    def cross(a, b):  # E_{z ~ env a, z' ~ env b} k(z, z')
+        return sum(w[i][a] * w[j][b] * kernel[i][j] for i in range(n) for j in range(n))
+
+    return sum(cross(a, a) + cross(b, b) - 2 * cross(a, b) for a, b in itertools.combinations(range(envs), 2))
+
+
+def test_mmd_with_soft_weights_and_three_environments_matches_the_double_loop_reference():
+    rng = np.random.default_rng(11)
+    groups = np.arange(11) % 3                                     # 11 samples: 55 pairs, an unambiguous median
+    phi = rng.normal(size=(11, 2)) + groups[:, None] * np.array([1.5, -1.0])
+    logits = 2.0 * np.eye(3)[groups] + rng.normal(size=(11, 3)) * 0.5
+    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    assert p.max() < 0.99
+    expected = reference_mmd2(phi, p)
+    got = weighted_mmd2(torch.tensor(phi, dtype=torch.float32), torch.tensor(p, dtype=torch.float32))
+    assert expected > 0.05
+    assert got.item() == pytest.approx(expected, abs=1e-5)
+
+
 def regularizer(**kw):
     torch.manual_seed(0)
     return CausalRegularizer(hidden_size=4, config=CausalConfig(projection_dim=4, **kw))
@@ -96,7 +154,9 @@ def test_one_cluster_falls_back_to_one_environment():
     assert stats["causal/envs"] == 1.0 and penalty.item() == 0.0
 
 
-def test_two_environments_give_mmd_gradient_to_policy_and_projection():
+def test_two_environments_give_mmd_gradient_to_the_matched_reward():
+    """Far-apart blobs saturate the soft assignment (g's gradient underflows to 0 here); the non-zero gradient the
+    penalty gives g is tested in test_projection.py."""
     reg = regularizer(eps_quantile=0.5, normalize=False)
     with torch.no_grad():
         reg.g.weight.copy_(torch.eye(4))
@@ -112,7 +172,6 @@ def test_two_environments_give_mmd_gradient_to_policy_and_projection():
 
 
 def test_backdoor_adjustment_with_dro_reduce_and_hard_assignments_is_per_environment_dro():
-    from methods.losses import dro_reduce
     g = torch.Generator().manual_seed(4)
     losses = torch.rand(9, generator=g) * 3
     labels = torch.tensor([0, 0, 1, 2, 1, 0, 2, 2, 2])
@@ -124,7 +183,6 @@ def test_backdoor_adjustment_with_dro_reduce_and_hard_assignments_is_per_environ
 
 
 def test_regularizer_uses_the_given_reduce():
-    from methods.losses import dro_reduce
     reg = regularizer(min_samples=50)                            # one environment: the plain reduce
     losses = torch.rand(8)
     reduce = lambda l, w=None: dro_reduce(l, w, beta_prime=0.5)  # noqa: E731

@@ -1,5 +1,6 @@
-"""SASRec through RecBole: the atomic files RecBole reads hold exactly our samples, a short training run ranks the
-catalogue, our scores equal RecBole's own for the same rows, and each RecBole compatibility workaround is needed."""
+"""SASRec through RecBole: the atomic files RecBole reads hold exactly our samples, its item vocabulary is the
+catalogue, a short training run ranks the catalogue, our scores equal RecBole's own for the same rows (columns matched
+through RecBole's vocabulary), and each RecBole compatibility workaround is needed."""
 from __future__ import annotations
 
 import logging
@@ -64,19 +65,32 @@ def test_training_smoke_ranks_the_catalogue_and_matches_recbole_scores(cell, tra
     assert model.stats["sasrec_items_unscored"] == 0 and model.stats["sasrec_items_in_training"] < len(cell.items)
     test = cell.parts["test"]
     ours = model.scores(test.histories)
-    assert ours.shape == (len(test), len(cell.items))
-    # RecBole's own full-sort scores on its loaded test rows, mapped to catalogue positions, equal ours
-    inter = handles["test"].dataset.inter_feat
+    assert ours.shape == (len(test), len(cell.items)) and np.isfinite(ours).all()
+    # RecBole's own full-sort scores on its loaded test rows (columns: RecBole's internal item ids), put in catalogue
+    # order through RecBole's vocabulary (catalogue item ids are written as tokens), not through our mapping
+    data = handles["test"].dataset
+    field = data.iid_field
+    tokens = [str(int(i)) for i in cell.items]
+    columns = data.token2id(field, tokens)              # catalogue position -> RecBole internal id
+    assert data.id2token(field, columns).tolist() == tokens
     with torch.inference_mode():
-        theirs = model.model.full_sort_predict(inter).numpy()
-    known = model.internal_position >= 0
-    np.testing.assert_allclose(ours[:, model.internal_position[known]], theirs[:, known], rtol=1e-5, atol=1e-5)
-    assert known.sum() == len(cell.items) and np.isfinite(ours).all()  # bench.item: the whole catalogue is scored
-    assert sorted(model.internal_position[known].tolist()) == list(range(len(cell.items)))
+        theirs = model.model.full_sort_predict(data.inter_feat).numpy()
+    assert theirs.shape == (len(test), len(cell.items) + 1)  # + RecBole's padding id 0
+    np.testing.assert_allclose(ours, theirs[:, columns], rtol=1e-5, atol=1e-5)
+    assert np.ptp(ours, axis=1).min() > 1e-2                 # scores differ across items: a wrong column order shows
     # an unseen history item is dropped; an empty history scores every known item 0
     out = model.scores([np.array([10 ** 9]), test.histories[0]])
-    assert (out[0][np.isfinite(out[0])] == 0).all()
-    np.testing.assert_allclose(out[1], ours[0], rtol=1e-5, atol=1e-6)  # a 2-row batch: equal up to float rounding
+    assert (out[0] == 0).all()
+    np.testing.assert_allclose(out[1], ours[0], rtol=1e-5, atol=1e-5)  # a 2-row batch: equal up to float rounding
+
+
+def test_recbole_item_vocabulary_is_the_written_catalogue(cell, trained):
+    """bench.item makes RecBole's item vocabulary exactly the catalogue: its padding token plus one token per item."""
+    _, handles = trained
+    for data in (handles["dataset"], handles["test"].dataset):
+        vocabulary = data.field2id_token[data.iid_field]
+        assert vocabulary[0] == "[PAD]" and len(vocabulary) == len(cell.items) + 1
+        assert set(vocabulary[1:].tolist()) == {str(int(i)) for i in cell.items}
 
 
 @pytest.mark.parametrize("no_valid", [False, True])

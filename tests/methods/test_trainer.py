@@ -1,12 +1,18 @@
-"""The shared preference trainer (methods/train/preference.py): log-probs, the reference cache, one training run."""
+"""The shared preference trainer (methods/train/preference.py): completion log-probs against naive scoring (also in
+the trainer's own (1+K)*B layout for K > 1), the reference log-probs and their cache, one training run."""
+import tempfile
+
 import numpy as np
 import pytest
 import torch
+from transformers import TrainingArguments
 
 from methods.causal import CausalConfig, CausalRegularizer
 from methods.losses import dpo_loss, mean_reduce
 from methods.train.config import PreferenceConfig as PrefCfg
-from methods.train.preference import NonFiniteLoss, cached_reference_logps, reference_logps, train_preference
+from methods.train.loop import training_arguments
+from methods.train.preference import (NonFiniteLoss, PairCollator, PairDataset, PreferencePairs, PreferenceTrainer,
+                                      cached_reference_logps, reference_logps, train_preference)
 from methods.train.sequences import completion_logps, left_padded
 from tests.support import naive_logp, pairs, tiny_model
 
@@ -32,6 +38,66 @@ def test_reference_logps_shapes_and_values(tmp_path):
     chosen, rejected = reference_logps(model, data, PAD, "cpu", batch_size=2)
     assert chosen.shape == (5,) and rejected.shape == (5, 3)
     assert np.isclose(rejected[4, 2], naive_logp(model, data.prompts[4], data.rejected[4][2]), atol=1e-4)
+
+
+def multi_negative_pairs():
+    """4 prompts of lengths 2..9, each with a chosen and K = 3 rejected completions of lengths 1..5 (EOS last), so
+    every row of a batch is padded differently and the slots of one prompt differ in length."""
+    rng = np.random.default_rng(7)
+    tokens = lambda n: rng.integers(3, 40, size=n).tolist()
+    completion = lambda n: tokens(n - 1) + [2]
+    prompts = [tokens(n) for n in (2, 9, 5, 3)]
+    chosen = [completion(n) for n in (1, 4, 2, 5)]
+    rejected = [[completion(n) for n in slot] for slot in ((3, 5, 1), (1, 2, 4), (5, 3, 2), (2, 1, 3))]
+    return PreferencePairs(prompts, chosen, rejected)
+
+
+def captured_trainer_logps(model, data, ref_chosen, ref_rejected):
+    """The `LogProbs` that `PreferenceTrainer.compute_loss` hands its loss function for one collated batch of all of
+    `data` (the training path: `PairDataset` -> `PairCollator` -> compute_loss)."""
+    seen = {}
+
+    def loss_fn(policy, reference):
+        seen.update(policy=policy, reference=reference)
+        return policy.chosen
+
+    batch = PairCollator(PAD)([PairDataset(data, ref_chosen, ref_rejected)[i] for i in range(len(data))])
+    with tempfile.TemporaryDirectory() as out:
+        args = TrainingArguments(**training_arguments(out, 1, len(data), 1, 1e-3, 0.0, 0, "cpu"))
+        trainer = PreferenceTrainer(model=model, args=args, loss_fn=loss_fn, reduce=mean_reduce, beta=0.1)
+        with torch.no_grad():
+            trainer.compute_loss(model, batch)
+    return seen["policy"], seen["reference"]
+
+
+def test_trainer_layout_for_k_negatives_gives_every_chosen_and_rejected_logp():
+    model, data = tiny_model(), multi_negative_pairs()
+    ref_chosen = np.array([-1.0, -2.0, -3.0, -4.0], np.float32)                    # distinct per (prompt, slot)
+    ref_rejected = -10.0 * np.arange(1, 13, dtype=np.float32).reshape(4, 3)
+    policy, reference = captured_trainer_logps(model, data, ref_chosen, ref_rejected)
+    assert policy.chosen.shape == (4,) and policy.rejected.shape == (4, 3)
+    for i, prompt in enumerate(data.prompts):
+        assert policy.chosen[i].item() == pytest.approx(naive_logp(model, prompt, data.chosen[i]), abs=1e-4)
+        assert policy.chosen_len[i].item() == len(data.chosen[i])
+        for j, completion in enumerate(data.rejected[i]):
+            assert policy.rejected[i, j].item() == pytest.approx(naive_logp(model, prompt, completion), abs=1e-4), \
+                (i, j)
+            assert policy.rejected_len[i, j].item() == len(completion)
+    # the reference values travel from the dataset to the same (prompt, slot)
+    assert reference.chosen.tolist() == ref_chosen.tolist() and reference.rejected.tolist() == ref_rejected.tolist()
+    assert torch.equal(reference.chosen_len, policy.chosen_len) and torch.equal(reference.rejected_len,
+                                                                                policy.rejected_len)
+
+
+def test_reference_logps_for_k_negatives_equal_the_trainer_layout():
+    model, data = tiny_model(), multi_negative_pairs()
+    chosen, rejected = reference_logps(model, data, PAD, "cpu", batch_size=3)      # batches of 3 and 1 prompts
+    assert chosen.shape == (4,) and rejected.shape == (4, 3)
+    policy, _ = captured_trainer_logps(model, data, np.zeros(4, np.float32), np.zeros((4, 3), np.float32))
+    np.testing.assert_allclose(chosen, policy.chosen.numpy(), atol=1e-4)
+    np.testing.assert_allclose(rejected, policy.rejected.numpy(), atol=1e-4)
+    naive = [[naive_logp(model, p, c) for c in r] for p, r in zip(data.prompts, data.rejected)]
+    np.testing.assert_allclose(rejected, naive, atol=1e-4)
 
 
 def test_reference_cache_is_reused_and_a_corrupt_entry_recomputed(tmp_path):
