@@ -6,7 +6,9 @@ the CausalDPO paper "all baseline methods and CausalDPO utilize the same supervi
 B.3): one SFT model per cell.
 
 Step 2 (grounding to actual items): the ``grounding`` protocol of `methods.ranking.grounding`, **regardless of the
-run's ``ranking.protocol``** (BIGRec is defined by its grounding; the method records this in its stats):
+run's ``ranking.protocol``** unless ``protocol=run`` (then the run's protocol and settings, so that a table's rows
+are measured alike; BIGRec is then the SFT model under that protocol, a copy of the SFT row except for grounding's
+settings) (BIGRec is defined by its grounding; the method records this in its stats):
 
 * generate unconstrained with ``num_beams`` beams (BIGRec's inference.py: 4), ground the top beam only;
 * embed the generated text and every title with the **base** backbone's last-layer hidden state at the last token
@@ -27,6 +29,7 @@ import numpy as np
 import torch
 
 from methods.base import Method, MethodContext, Paper, catalogue_of, register
+from methods.hparams import ConfigError
 from methods.ranking import ProtocolRecommender
 from methods.ranking.grounding import EMBEDDERS, make_embedder
 
@@ -42,6 +45,9 @@ class BIGRecConfig:
     gamma: float = field(default=0.0, metadata={
         "help": "popularity injection (1 + C_i)^-gamma on min-max normalised distances (0: plain BIGRec)"})
     batch_size: int = field(default=16, metadata={"help": "prompts per generation / grounding batch"})
+    protocol: str = field(default="grounding", metadata={
+        "help": "grounding: BIGRec's own grounding with the settings above, whatever the run's protocol; run: the "
+                "run's protocol and settings (BIGRec is then the SFT model under that protocol)"})
 
 
 def popularity_adjust(counts: np.ndarray, gamma: float, device):
@@ -68,6 +74,13 @@ class BIGRec(Method):
 
     def fit(self, ctx: MethodContext):
         cfg, tok = self.config, ctx.tokenizer
+        if cfg.protocol not in ("grounding", "run"):
+            raise ConfigError(f"bigrec.protocol must be grounding or run, got {cfg.protocol!r}")
+        if cfg.protocol == "run":
+            recommender = ctx.recommender(ctx.load_sft_model())
+            ctx.stats.update(protocol=recommender.protocol)
+            ctx.log(f"bigrec: the run's {recommender.protocol} protocol (bigrec.protocol=run)")
+            return recommender
         catalogue = catalogue_of(ctx)
         embedder = make_embedder(cfg.embedder, tok, ctx.load_base_model, ctx.device)
         adjust = popularity_adjust(ctx.train_counts, cfg.gamma, ctx.device) if cfg.gamma else None

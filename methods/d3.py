@@ -28,8 +28,12 @@ Choices and deviations:
   trained separately, on the same data, whose logits file is not public.
 - The official SFT step (Qwen2-0.5B, its own typo'd prompt) is replaced by the cell's shared SFT model.
 - Nothing is trained on the LLM side, so ``seconds_per_epoch`` is SASRec's.
-- D3 always ranks with its own decoding; its record names the protocol ``beam`` (DESIGN: "D3's protocol"), whatever
-  the run's ``ranking.protocol``, with ``guidance_scale``, ``length_penalty`` and ``assistant`` in its stats.
+- D3 ranks with its own decoding by default (``protocol=d3``; its record names the protocol ``beam``), whatever the
+  run's ``ranking.protocol``. With ``protocol=run`` it follows the run's protocol so that a table's rows are
+  measured alike: under ``likelihood`` every item gets D3's sequence score exactly, which telescopes to
+  ``g log P_LLM(item) + (1 - g) log P_S(item)`` (no beam pruning, full LLM scores); under ``grounding`` D3's
+  decoded top-1 title is grounded by the run's embedder (always a catalogue title, so always valid). Its stats
+  hold ``guidance_scale``, ``length_penalty`` and ``assistant``.
 """
 from __future__ import annotations
 
@@ -39,8 +43,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from methods.base import Method, MethodContext, Paper, catalogue_of, register
-from methods.ranking import Catalogue
-from methods.ranking.d3 import TrieMass, d3_rank
+from methods.hparams import ConfigError
+from methods.ranking import Catalogue, score_all, top_k
+from methods.ranking.d3 import TrieMass, assistant_distribution, d3_rank
+from methods.ranking.grounding import ground_texts
 from methods.sasrec import SASRecConfig, TrainedSASRec, fit_sasrec
 
 
@@ -52,11 +58,20 @@ class D3Config(SASRecConfig):
         "help": "HF beam length penalty (0: summed log-probs, D3's setting; 1: BIGRec's length-averaged)"})
     assistant_floor: float = field(default=1e-6, metadata={"help": "uniform mass mixed into SASRec's P_S"})
     beam_batch_size: int = field(default=4, metadata={"help": "prompts per constrained beam search call"})
+    protocol: str = field(default="d3", metadata={
+        "help": "d3: D3's own decoding (constrained beam + assistant, whatever the run's protocol); run: the run's "
+                "protocol with D3's rule: likelihood = exact g log P_LLM + (1 - g) log P_S over every item, beam = "
+                "D3's decoding, grounding = D3's decoded top-1 grounded by the run's embedder"})
 
 
 class D3Recommender:
-    def __init__(self, model, catalogue: Catalogue, sasrec: TrainedSASRec, cfg: D3Config):
+    """D3's rule under a protocol: ``beam`` (D3's decoding), ``likelihood`` (the same sequence score, exact over
+    every item) or ``grounding`` (D3's decoded top-1 grounded by `grounding_options`' embedder)."""
+
+    def __init__(self, model, catalogue: Catalogue, sasrec: TrainedSASRec, cfg: D3Config, protocol: str = "beam",
+                 grounding_options: dict | None = None):
         self.model, self.catalogue, self.sasrec, self.cfg = model, catalogue, sasrec, cfg
+        self.protocol, self.grounding_options = protocol, grounding_options or {}
         self.mass = TrieMass(catalogue)
 
     def rank(self, prompts, histories, k, exclude=None, chunk: int = 512):
@@ -65,12 +80,30 @@ class D3Recommender:
         for start in range(0, len(prompts), chunk):
             part = slice(start, start + chunk)
             logits = self.sasrec.scores(list(histories[part]))
-            result = d3_rank(self.model, prompts[part], logits, self.catalogue, k=k,
-                             batch_size=self.cfg.beam_batch_size, guidance_scale=self.cfg.guidance_scale,
+            banned = None if exclude is None else exclude[part]
+            if self.protocol == "likelihood":
+                topk[part], valid[part] = self._likelihood(prompts[part], logits, k, banned), True
+                continue
+            result = d3_rank(self.model, prompts[part], logits, self.catalogue, k=1 if self.protocol == "grounding"
+                             else k, batch_size=self.cfg.beam_batch_size, guidance_scale=self.cfg.guidance_scale,
                              length_penalty=self.cfg.length_penalty, floor=self.cfg.assistant_floor, mass=self.mass,
-                             exclude=None if exclude is None else exclude[part])
+                             exclude=banned)
+            if self.protocol == "grounding":
+                result = self._ground(result.topk[:, 0], k, banned)
             topk[part], valid[part] = result.topk, result.valid
         return topk, valid
+
+    def _likelihood(self, prompts, logits, k, exclude):
+        """sum_t s'(y_t | y_<t) telescopes to g log P_LLM(item) + (1 - g) log P_S(item): D3's score of every item."""
+        llm = score_all(self.model, prompts, self.catalogue)
+        g = self.cfg.guidance_scale
+        return top_k(g * llm + (1 - g) * np.log(assistant_distribution(logits, self.cfg.assistant_floor)), k, exclude)
+
+    def _ground(self, decoded: np.ndarray, k: int, exclude):
+        tokenizer, embedder = self.grounding_options["tokenizer"], self.grounding_options["embedder"]
+        titles, items = embedder.catalogue(self.catalogue, tokenizer)
+        texts = [titles[i] if i >= 0 else "" for i in decoded]
+        return ground_texts(texts, titles, items, embedder, k, exclude=exclude)
 
 
 @register
@@ -81,12 +114,18 @@ class D3(Method):
     Config = D3Config
 
     def fit(self, ctx: MethodContext):
+        if self.config.protocol not in ("d3", "run"):
+            raise ConfigError(f"d3.protocol must be d3 or run, got {self.config.protocol!r}")
         sasrec_cfg = SASRecConfig(**{f.name: getattr(self.config, f.name) for f in dataclasses.fields(SASRecConfig)})
         sasrec = fit_sasrec(ctx, sasrec_cfg, subdir="d3_sasrec")
-        # D3's own protocol, whatever the run's: constrained beam search with the assistant mixed in
-        ctx.stats.update(protocol="beam", guidance_scale=self.config.guidance_scale,
-                         length_penalty=self.config.length_penalty, assistant="sasrec")
         model = ctx.load_sft_model()
         model.eval()
-        return D3Recommender(model, catalogue_of(ctx), sasrec, self.config)
+        protocol, options = "beam", {}
+        if self.config.protocol == "run":
+            run = ctx.recommender(model)  # the run's protocol and its options
+            protocol, options = run.protocol, run.options
+        ctx.stats.update(protocol=protocol if protocol == "beam" else f"{protocol} (D3's score)",
+                         guidance_scale=self.config.guidance_scale, length_penalty=self.config.length_penalty,
+                         assistant="sasrec")
+        return D3Recommender(model, catalogue_of(ctx), sasrec, self.config, protocol, options)
 

@@ -3,6 +3,8 @@ in the layout of `leaderboards/paper/` (means) and a long CSV (mean, std, seeds,
 difference vs DPO, mark). The caption of a metrics table gives the range of its cells' minimal detectable
 differences: the gaps the profile can resolve.
 
+Every row names the ranking protocol its records used; rows whose records give identical target ranks (copies of
+another row, e.g. DMPO with one negative and DPO) are named in the caption and the long CSV (``same_ranks_as``).
 A value prints as ``mean`` with one seed and ``mean ± std`` with several, followed by † when a paired test against
 DPO on the same test samples gives p < 0.05 (see `significance`); ``–`` marks a missing record.
 """
@@ -60,6 +62,10 @@ def caption(table: Table) -> str:
         resolution = mde_note(table)
         if resolution:
             parts.append(resolution)
+    copies = table.identical_rows()
+    if copies:
+        parts.append("rows with identical target ranks (copies): " + ", ".join(
+            f"{a} = {b} (column {c + 1})" for a, b, c in copies))
     if any(r.extra for r in table.rows):
         parts.append("rows after the paper's are references not in the published table: "
                      + ", ".join(r.label for r in table.rows if r.extra))
@@ -84,12 +90,12 @@ def markdown(table: Table) -> str:
     lines = [f"### {table.spec.title}", "", caption(table), ""]
     lines.append("Columns: " + "; ".join(f"{i + 1}: {table.column_label(i)}" for i in range(len(table.datasets))))
     lines.append("")
-    lines.append("| Method | " + " | ".join(f"{c + 1}: {m}" for c, _, m in cols) + " |")
-    lines.append("|---|" + "---:|" * len(cols))
+    lines.append("| Method | Protocol | " + " | ".join(f"{c + 1}: {m}" for c, _, m in cols) + " |")
+    lines.append("|---|---|" + "---:|" * len(cols))
     for row in table.rows:
         label = f"*{row.label}*" if row.extra else row.label
         cells = [_marked_md(table.value(row.label, c, m), table.spec.kind) for c, _, m in cols]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append(f"| {label} | {table.protocol(row.label) or DASH} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -130,13 +136,15 @@ def long_csv(table: Table) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["table", "dataset", "shift", "paper_dataset", "metric", "row", "method", "backbone", "overrides",
-                "mean", "std", "seeds", "p_vs_dpo", "mde_vs_dpo", "mark", "in_paper"])
+                "protocol", "mean", "std", "seeds", "p_vs_dpo", "mde_vs_dpo", "mark", "in_paper", "same_ranks_as"])
+    copies = {(a, c): b for a, b, c in table.identical_rows()}
     for c, col, metric in columns_of(table.spec):
         for row in table.rows:
             v = table.value(row.label, c, metric)
             w.writerow([table.spec.name, table.datasets[c], col.shift, col.paper_dataset, metric, row.label,
-                        row.method, row.backbone or "", " ".join(row.overrides),
+                        row.method, row.backbone or "", " ".join(row.overrides), table.protocol(row.label),
                         "" if v.mean is None else f"{v.mean:.6g}", "" if v.std is None else f"{v.std:.6g}",
                         " ".join(map(str, v.seeds)), "" if v.p_vs_dpo is None else f"{v.p_vs_dpo:.4g}",
-                        "" if v.mde_vs_dpo is None else f"{v.mde_vs_dpo:.4g}", v.mark or "", int(not row.extra)])
+                        "" if v.mde_vs_dpo is None else f"{v.mde_vs_dpo:.4g}", v.mark or "", int(not row.extra),
+                        copies.get((row.label, c), "")])
     return buf.getvalue()

@@ -48,6 +48,30 @@ class Table:
     def found(self) -> int:
         return sum(1 for v in self.values.values() if v.mean is not None)
 
+    def protocol(self, row: str) -> str:
+        """The ranking protocol(s) the row's records name ("" when none was found)."""
+        found = {str(r.get("protocol")) for (label, _), by_seed in self.by_cell.items() if label == row
+                 for r in by_seed.values()}
+        return ", ".join(sorted(found))
+
+    def identical_rows(self) -> list[tuple[str, str, int]]:
+        """(row, earlier row, column) where both rows' records give the same target ranks for every seed: rows
+        that are copies of each other (e.g. a method that trains nothing beyond the SFT model)."""
+        out = []
+        for c in range(len(self.spec.columns)):
+            seen: dict[tuple, str] = {}
+            for row in self.rows:
+                by_seed = self.by_cell.get((row.label, c), {})
+                ranks = tuple((s, tuple(r["results"][part_of(r)].get("target_ranks") or ()))
+                              for s, r in sorted(by_seed.items()))
+                if not by_seed or any(not rk for _, rk in ranks):
+                    continue
+                if ranks in seen:
+                    out.append((row.label, seen[ranks], c))
+                else:
+                    seen[ranks] = row.label
+        return out
+
 
 def part_of(record: dict) -> str:
     return next(iter(record["results"]))

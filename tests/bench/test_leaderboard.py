@@ -387,3 +387,21 @@ def test_every_compared_cell_has_a_minimal_detectable_difference(tmp_path):
     compared = [r for r in rows if r["mean"] and r["method"] != "dpo"]
     assert compared and all(float(r["mde_vs_dpo"]) > 0 for r in compared)
     assert "minimal detectable difference against DPO" in render.caption(table)
+
+
+def test_rows_name_their_protocol_and_copies_are_marked(tmp_path):
+    ranks = np.where(np.random.default_rng(1).random(64) < 0.2, 3, 20).tolist()
+    for method, hr in (("dpo", 0.012), ("simpo", 0.012), ("causaldpo", 0.05), ("cpo", 0.02)):
+        own = ranks if method in ("dpo", "simpo") else np.where(np.random.default_rng(len(method)).random(64) < hr * 10,
+                                                               0, 20).tolist()
+        write_fake(tmp_path, "tiny", Cell("ml-100k", "temporal", method, 0), hr, ranks=own)
+    table = build_table("table5", "tiny", RecordIndex.load(tmp_path), [0], "ml-100k", "tiny-llama")
+    assert table.identical_rows() == [("DPO", "SimPO", 0)]                 # DPO comes after SimPO in Table 5
+    assert table.protocol("CausalDPO") == "likelihood" and table.protocol("Dr.DPO") == ""
+    md = render.markdown(table)
+    assert "| Method | Protocol |" in md and "| CausalDPO | likelihood |" in md
+    assert "identical target ranks (copies): DPO = SimPO (column 1)" in md
+    rows = {r["row"]: r for r in csv.DictReader(io.StringIO(render.long_csv(table))) if r["metric"] == "HR@10"
+            and r["shift"] == "temporal"}
+    assert rows["DPO"]["same_ranks_as"] == "SimPO" and rows["CPO"]["same_ranks_as"] == ""
+    assert rows["CPO"]["protocol"] == "likelihood"

@@ -10,6 +10,7 @@ import torch
 
 import methods
 from methods.base import TrainingSamples
+from methods.d3 import D3Recommender
 from methods.ranking import Catalogue, rank, score_all
 from methods.ranking.d3 import TextFreeAssistant, TrieMass, assistant_distribution, d3_rank
 from splits import build_split, load_dataset
@@ -113,3 +114,32 @@ def test_d3_fit_smoke(model, tmp_path):
     assert ((topk >= 0) & (topk < len(items))).all()
     assert ctx.stats["guidance_scale"] == 0.8 and ctx.stats["sasrec_loss_type"] == "CE"
     assert ctx.stats["protocol"] == "beam" and ctx.stats["length_penalty"] == 0.0
+
+
+class _Scored:
+    """A stand-in for the trained SASRec: fixed logits per history length."""
+
+    def __init__(self, logits):
+        self.logits = logits
+
+    def scores(self, histories):
+        return self.logits[: len(histories)]
+
+
+@pytest.mark.parametrize("g", [0.5, 0.8])
+def test_d3_under_the_likelihood_protocol_is_the_exhaustive_mixed_score(model, g):
+    """protocol=run with the likelihood protocol ranks every item by D3's own sequence score,
+    g * log P_LLM(item) + (1 - g) * log P_S(item): what D3's decoding ranks by when no beam is pruned."""
+    catalogue = random_catalogue(30, seed=5)
+    prompts = random_prompts([5, 2, 8, 6])
+    logits = np.random.default_rng(2).normal(scale=3.0, size=(len(prompts), len(catalogue)))
+    cfg = methods.method_class("d3").Config(guidance_scale=g, assistant_floor=0.0)
+    recommender = D3Recommender(model, catalogue, _Scored(logits), cfg, protocol="likelihood")
+    exclude = [np.array([0, 1]), np.array([], dtype=np.int64), np.array([5]), np.arange(25)]
+    topk, valid = recommender.rank(prompts, [np.array([1])] * 4, 8, exclude)
+    expected = g * score_all(model, prompts, catalogue) + (1 - g) * np.log(assistant_distribution(logits, 0.0))
+    for row, banned, s in zip(topk, exclude, expected):
+        allowed = np.setdiff1d(np.arange(30), banned)
+        best = allowed[np.argsort(-s[allowed], kind="stable")][:8]
+        np.testing.assert_allclose(s[row[row >= 0]], s[best[: (row >= 0).sum()]], atol=1e-4)
+    assert valid.all() and (topk[3, 5:] == -1).all()                   # five items left for the last prompt

@@ -16,7 +16,8 @@ from bench.backbone import train_word_tokenizer
 from bench.config import RankingConfig
 from bench.prompts import encode_completion, encode_prompt, render_prompt
 from methods.bigrec import popularity_adjust  # importing methods.bigrec also registers `bigrec`
-from methods.ranking import Catalogue, rank
+from methods.hparams import ConfigError
+from methods.ranking import Catalogue, ProtocolRecommender, rank
 from methods.ranking.grounding import (BackboneEmbedder, Embedder, GroundingError, MiniLMEmbedder, catalogue_titles,
                                        ground_texts, make_embedder, ranking_options)
 from methods.train.sft import run_sft
@@ -226,3 +227,21 @@ def test_bigrec_fit_grounds_the_sft_model_with_the_base_model(tok):
     assert topk.shape == (5, 10) and valid.shape == (5,) and loaded == ["sft", "base"]
     assert all(len(set(row.tolist())) == 10 for row in topk)
     assert ctx.stats["protocol"] == "grounding" and ctx.stats["embedder"] == "backbone"
+
+
+def test_bigrec_under_the_runs_protocol_is_the_sft_model_ranked_by_it(tok):
+    cat = catalogue_for(tok)
+    sft = tiny_model(tok, seed=1)
+    wrapped = []
+    ctx = types.SimpleNamespace(
+        items=np.array(cat.items), completions=dict(zip(cat.items, cat.completions)), tokenizer=tok,
+        train_counts=np.arange(len(cat.items)), device="cpu", stats={}, log=lambda m: None, catalogue=cat,
+        load_sft_model=lambda: sft, load_base_model=lambda: pytest.fail("no base model: no grounding embedder"),
+        recommender=lambda model: wrapped.append(model) or ProtocolRecommender(model, cat, "likelihood", 4))
+    recommender = methods.resolve("bigrec", {"protocol": "run"}).fit(ctx)
+    assert wrapped == [sft] and ctx.stats["protocol"] == "likelihood"
+    prompts = prompts_for(tok, n=4)
+    np.testing.assert_array_equal(recommender.rank(prompts, None, 5)[0], rank("likelihood", sft, prompts, cat, k=5,
+                                                                               batch_size=4).topk)
+    with pytest.raises(ConfigError, match="bigrec.protocol"):
+        methods.resolve("bigrec", {"protocol": "beam"}).fit(ctx)
