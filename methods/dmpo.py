@@ -12,8 +12,10 @@ reference CHOSEN log-probs twice to TRL's dpo_loss, so its reference term cancel
 adds an SFT term on the chosen response (dpo_ftx, 1.0 in run.sh), and feeds the K negatives as K separate pairwise
 files (an average of pairwise losses, not the mean inside the sigmoid) on a pairwise ranking task. Here: the
 paper's formula with a real reference model (the cell's SFT model, cached log-probs), the K negatives in one
-forward pass, no SFT term, next-title generation. beta 0.1 (LLaMA-Factory's dpo_beta default). K =
-`preference.negatives` (the public data has 5).
+forward pass, no SFT term, next-title generation. beta 0.1 (LLaMA-Factory's dpo_beta default). K = 5
+(`negatives`): the released data holds five negatives per prompt (data/rec_*_dpo_ranking_{1..5}.json @ fe6ecb5);
+with K = 1 DMPO is DPO exactly. The CausalDPO paper runs every DPO method with one negative (Appendix B.3): the
+`paper` profile sets ``dmpo.negatives: null``, the run's ``preference.negatives``.
 """
 from __future__ import annotations
 
@@ -26,6 +28,8 @@ from methods.preference import PreferenceMethod
 @dataclass
 class DMPOConfig:
     beta: float = field(default=0.1, metadata={"help": "beta: scale of the implicit reward"})
+    negatives: int | None = field(default=5, metadata={
+        "help": "K rejected titles per prompt (the released data: 5); None: the run's preference.negatives"})
 
 
 @register

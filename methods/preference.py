@@ -86,10 +86,16 @@ class PreferenceMethod(Method):
         """Figures that are part of the method's definition, copied into the run record."""
         return {}
 
+    def n_negatives(self, ctx: MethodContext) -> int:
+        """K: the method's own `negatives` hyperparameter when it has one set (S-DPO, DMPO: their papers' K), else
+        the run's `preference.negatives` (`--negatives`)."""
+        own = getattr(self.config, "negatives", None)
+        return ctx.preference.negatives if own is None else int(own)
+
     def negatives(self, ctx: MethodContext, rows: np.ndarray) -> np.ndarray:
         """(len(rows), K) rejected item ids: seeded random catalogue items outside the history and the target."""
         return random_negatives(ctx.train.targets[rows], [ctx.train.histories[i] for i in rows], ctx.items,
-                                ctx.preference.negatives, ctx.seed)
+                                self.n_negatives(ctx), ctx.seed)
 
     def smoothing(self, ctx: MethodContext, rows: np.ndarray, negatives: np.ndarray) -> np.ndarray | None:
         """Optional per-pair label smoothing (len(rows), K) passed to the loss as `LogProbs.smoothing`."""
@@ -111,14 +117,14 @@ class PreferenceMethod(Method):
             ref = ctx.reference_logps(*self.starting_point(ctx), pairs)
         else:
             ref = ReferenceLogps(np.zeros(len(pairs), dtype=np.float32),
-                                 np.zeros((len(pairs), cfg.negatives), dtype=np.float32), 0.0)
+                                 np.zeros((len(pairs), negatives.shape[1]), dtype=np.float32), 0.0)
         model = self.starting_point(ctx)[0]()
-        ctx.log(f"{self.name}: training on {len(pairs)} prompts x (1 chosen + {cfg.negatives} rejected)")
+        ctx.log(f"{self.name}: training on {len(pairs)} prompts x (1 chosen + {negatives.shape[1]} rejected)")
         model, seconds, history = self.train_pairs(ctx, model, pairs, ref)
         ref_seconds = float(getattr(ref, "seconds", float("nan")))
         ctx.stats.update(seconds_per_epoch=seconds + ref_seconds, train_seconds_per_epoch=seconds,
                          reference_seconds_per_epoch=ref_seconds, reference_model=self.needs_reference,
-                         pairs=len(pairs), negatives=cfg.negatives,
+                         pairs=len(pairs), negatives=int(negatives.shape[1]),
                          final_loss=float(np.mean(history["pref_loss"][-10:])))
         ctx.stats.update(self.method_stats(ctx))
         if self.causal:

@@ -294,7 +294,7 @@ class RosePO(PreferenceMethod):
         self._slots: np.ndarray | None = None
 
     def negatives(self, ctx: MethodContext, rows: np.ndarray) -> np.ndarray:
-        cfg, k = self.config, ctx.preference.negatives
+        cfg, k = self.config, self.n_negatives(ctx)
         rng = np.random.default_rng([ctx.seed, 2410, 12519])
         targets = np.asarray(ctx.train.targets)[rows]
         histories = [ctx.train.histories[i] for i in rows]

@@ -59,3 +59,11 @@ def test_the_no_sft_ablation_starts_from_and_refers_to_the_base_backbone():
     loader, tag = methods.resolve("causaldpo").starting_point(ctx)
     assert loader() == "sft" and tag == "t"
     assert methods.resolve("causaldpo-nosft").causal        # the same regularizer as causaldpo
+
+
+def test_sdpo_and_dmpo_take_their_papers_negatives_unless_told_otherwise():
+    ctx = types.SimpleNamespace(preference=PrefCfg(negatives=1))
+    assert methods.resolve("sdpo").n_negatives(ctx) == 3 and methods.resolve("dmpo").n_negatives(ctx) == 5
+    assert methods.resolve("sdpo", {"negatives": None}).n_negatives(ctx) == 1      # the paper profile's setting
+    assert methods.resolve("dpo").n_negatives(types.SimpleNamespace(preference=PrefCfg(negatives=2))) == 2
+    assert methods.resolve("sdpo+causal").n_negatives(ctx) == 3
