@@ -42,8 +42,8 @@ class TrainingSamples:
     prompts: list[list[int]]
     targets: np.ndarray
     histories: list[np.ndarray]
-    users: np.ndarray | None = None         # user id per sample (None in hand-built test contexts)
-    timestamps: np.ndarray | None = None    # the target interaction's timestamp per sample (None: not known)
+    users: np.ndarray                       # user id per sample
+    timestamps: np.ndarray                  # the target interaction's timestamp per sample
 
 
 @dataclass
@@ -66,18 +66,10 @@ class MethodContext:
     recommender: Callable[[Any], Recommender]  # wraps a trained LM with the run's ranking protocol
     predict_top1: Callable[[Any, list[list[int]]], np.ndarray]  # constrained greedy item per prompt
     output_dir: Any
-    sft_config: Any = None                  # methods.train.config.SFTConfig of the run
-    catalogue: Any = None                   # the harness's methods.ranking.Catalogue (its title trie built once)
+    catalogue: Catalogue                    # the run's catalogue (its title trie built once)
+    sft_config: Any                         # methods.train.config.SFTConfig of the run
     log: Callable[[str], None] = print
     stats: dict = field(default_factory=dict)  # a method's own figures, copied into its record
-
-
-def catalogue_of(ctx: MethodContext) -> Catalogue:
-    """The run's catalogue: the harness's own, or one built the same way for hand-made contexts."""
-    if getattr(ctx, "catalogue", None) is not None:
-        return ctx.catalogue
-    return Catalogue(items=[int(i) for i in ctx.items], completions=[ctx.completions[int(i)] for i in ctx.items],
-                     eos_id=ctx.tokenizer.eos_token_id, pad_id=ctx.tokenizer.pad_token_id)
 
 
 class Method:

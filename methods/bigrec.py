@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from methods.base import Method, MethodContext, Paper, catalogue_of, register
+from methods.base import Method, MethodContext, Paper, register
 from methods.hparams import ConfigError
 from methods.ranking import ProtocolRecommender
 from methods.ranking.grounding import EMBEDDERS, make_embedder
@@ -81,7 +81,7 @@ class BIGRec(Method):
             ctx.stats.update(protocol=recommender.protocol)
             ctx.log(f"bigrec: the run's {recommender.protocol} protocol (bigrec.protocol=run)")
             return recommender
-        catalogue = catalogue_of(ctx)
+        catalogue = ctx.catalogue
         embedder = make_embedder(cfg.embedder, tok, ctx.load_base_model, ctx.device)
         adjust = popularity_adjust(ctx.train_counts, cfg.gamma, ctx.device) if cfg.gamma else None
         ctx.stats.update(protocol="grounding", embedder=cfg.embedder, num_beams=cfg.num_beams, gamma=cfg.gamma)

@@ -10,10 +10,11 @@ which is then also the reference model (DPO's reference is the model training st
 `causaldpo-selfplay` is Figure 3's "number of training iterations N": the paper adopts "the iterative optimization
 strategy proposed in (Gao et al., 2024)" (SPRec) without further detail. Round 1 is `causaldpo` exactly (random
 negatives, from the SFT model), so N = 1 is the main tables' CausalDPO; each further round is an SPRec round
-(`methods.sprec.self_play_round`: draw `samples_per_iteration` training samples, the current model's constrained
-top-1 prediction becomes the one rejected response where it misses the target, an SFT step of `sft_epochs` on the
-drawn samples, then the preference step with that round's SFT model as reference) whose preference step is
-CausalDPO's loss with a fresh causal regularizer. `seconds_per_epoch` is round 1's, as `causaldpo`'s; the Figure 2
+(`methods.sprec.self_play_round`: training samples drawn until the round's pairs are found, the current model's
+constrained top-1 prediction becoming the one rejected response where it misses the target, an SFT step of
+`sft_epochs` on the drawn samples, then the preference step with that round's SFT model as reference) whose
+preference step is CausalDPO's loss with a fresh causal regularizer. The N rounds share the run's preference budget
+(``preference.max_pairs`` split evenly, as for `sprec`), so every N trains on as many pairs as `causaldpo`. `seconds_per_epoch` is round 1's, as `causaldpo`'s; the Figure 2
 projection (`method_stats.projection`) is the final model's, through the last round's regularizer.
 """
 from __future__ import annotations
@@ -22,8 +23,8 @@ import dataclasses
 
 from methods.base import MethodContext, Paper, register
 from methods.dpo import DPO
-from methods.preference import with_causal
-from methods.sprec import self_play_round
+from methods.preference import optimizer_steps, with_causal
+from methods.sprec import round_budget, self_play_round
 
 CausalDPO = register(with_causal(
     DPO, name="causaldpo",
@@ -43,8 +44,8 @@ class CausalDPOSelfPlayConfig(CausalDPO.Config):
     iterations: int = dataclasses.field(default=4, metadata={
         "help": "N: training rounds; round 1 is causaldpo, each further one an SPRec self-play round (the paper's "
                 "best N on Book-Crossing is 4)"})
-    samples_per_iteration: int = dataclasses.field(default=2048, metadata={
-        "help": "training samples drawn per self-play round"})
+    pairs_per_iteration: int | None = dataclasses.field(default=None, metadata={
+        "help": "preference pairs per round (None: the run's preference.max_pairs shared by the N rounds)"})
     sft_epochs: float = dataclasses.field(default=1.0, metadata={"help": "epochs of each self-play round's SFT step"})
 
 
@@ -56,14 +57,22 @@ class CausalDPOSelfPlay(CausalDPO):
 
     def fit(self, ctx: MethodContext):
         cfg = self.config
-        model = self.train(ctx)
-        kept = []
+        per_round = round_budget(ctx, cfg.iterations, cfg.pairs_per_iteration)
+        model = self.train(ctx, max_pairs=per_round)
+        kept, steps = [], []
+
+        def step(m, pairs, ref):
+            m, seconds, history = self.train_pairs(ctx, m, pairs, ref)
+            return m, seconds, optimizer_steps(history, ctx.preference)
+
         for round_ in range(1, cfg.iterations):
-            model, _, _, n_pairs = self_play_round(
-                ctx, model, round_, cfg.iterations, cfg.samples_per_iteration, cfg.sft_epochs,
-                lambda m, pairs, ref: self.train_pairs(ctx, m, pairs, ref)[:2],
-                f"{ctx.sft_tag}/causaldpo-selfplay/seed{ctx.seed}/round{round_}/{cfg}")
-            kept.append(n_pairs)
+            played = self_play_round(ctx, model, round_, cfg.iterations, per_round, cfg.sft_epochs, step,
+                                     f"{ctx.sft_tag}/causaldpo-selfplay/seed{ctx.seed}/round{round_}/{cfg}")
+            model = played.model
+            kept.append(played.pairs)
+            steps.append(played.steps)
         ctx.stats["self_play_pairs_per_round"] = kept
+        ctx.stats["pairs"] += int(sum(kept))                   # all rounds together: the run's budget
+        ctx.stats["optimizer_steps"] += int(sum(steps))
         ctx.stats["projection"] = self.projection(ctx, model)  # the final model, the last round's regularizer
         return ctx.recommender(model)

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from methods.base import Method, MethodContext, Paper, catalogue_of, register
+from methods.base import Method, MethodContext, Paper, register
 from methods.hparams import ConfigError
 from methods.ranking import Catalogue, score_all, top_k
 from methods.ranking.d3 import TrieMass, assistant_distribution, d3_rank
@@ -127,5 +127,5 @@ class D3(Method):
         ctx.stats.update(protocol=protocol if protocol == "beam" else f"{protocol} (D3's score)",
                          guidance_scale=self.config.guidance_scale, length_penalty=self.config.length_penalty,
                          assistant="sasrec")
-        return D3Recommender(model, catalogue_of(ctx), sasrec, self.config, protocol, options)
+        return D3Recommender(model, ctx.catalogue, sasrec, self.config, protocol, options)
 

@@ -52,6 +52,11 @@ def length_averaged_chosen_reward(policy: LogProbs, reference: LogProbs, beta: f
     return beta * policy.chosen / policy.chosen_len.to(policy.chosen.dtype)
 
 
+def optimizer_steps(history: dict, cfg) -> int:
+    """Optimizer steps of a `train_preference` run: its logged micro-batches over the gradient accumulation."""
+    return -(-len(history["pref_loss"]) // max(1, cfg.grad_accum))
+
+
 def sample_rows(n: int, cap: int | None, seed: int) -> np.ndarray:
     if cap is None or n <= cap:
         return np.arange(n)
@@ -107,10 +112,11 @@ class PreferenceMethod(Method):
             ctx.stats["projection"] = self.projection(ctx, model)
         return ctx.recommender(model)
 
-    def train(self, ctx: MethodContext):
-        """The recipe of the module docstring; returns the trained model and fills `ctx.stats`."""
+    def train(self, ctx: MethodContext, max_pairs: int | None = None):
+        """The recipe of the module docstring; returns the trained model and fills `ctx.stats`. `max_pairs`
+        overrides the run's budget (`preference.max_pairs`), e.g. for the first of several rounds sharing it."""
         cfg = ctx.preference
-        rows = sample_rows(len(ctx.train.targets), cfg.max_pairs, ctx.seed)
+        rows = sample_rows(len(ctx.train.targets), max_pairs or cfg.max_pairs, ctx.seed)
         negatives = self.negatives(ctx, rows)
         pairs = preference_pairs(ctx, negatives, rows, self.smoothing(ctx, rows, negatives))
         if self.needs_reference:
@@ -125,6 +131,7 @@ class PreferenceMethod(Method):
         ctx.stats.update(seconds_per_epoch=seconds + ref_seconds, train_seconds_per_epoch=seconds,
                          reference_seconds_per_epoch=ref_seconds, reference_model=self.needs_reference,
                          pairs=len(pairs), negatives=int(negatives.shape[1]),
+                         optimizer_steps=optimizer_steps(history, cfg),
                          final_loss=float(np.mean(history["pref_loss"][-10:])))
         ctx.stats.update(self.method_stats(ctx))
         if self.causal:
@@ -139,8 +146,7 @@ class PreferenceMethod(Method):
         sample = np.sort(np.random.default_rng(ctx.seed).permutation(rows)[:n])
         position = {int(item): p for p, item in enumerate(ctx.items)}
         groups = popularity_groups(ctx.train_counts)[[position[int(t)] for t in ctx.train.targets[sample]]]
-        stamps = ctx.train.timestamps
-        periods = None if stamps is None else time_periods(stamps[sample])
+        periods = time_periods(ctx.train.timestamps[sample])
         return environment_projection(model, self.regularizer_, [ctx.train.prompts[i] for i in sample], groups,
                                       periods, ctx.tokenizer.pad_token_id, ctx.device)
 

@@ -17,8 +17,8 @@ Reweighting (in-learning), as in IFairLRS's finetune_gen_weight_popularity.py:
 * RW trains its own SFT model from the base backbone (not from the shared SFT model) through the harness's SFT
   step (``ctx.sft_step`` with per-sample weights: the run's batch size, accumulation, warm-up and weight decay), on
   the same samples, completion-only (IFairLRS inherits BIGRec's ``train_on_inputs=True``; every method here trains
-  on the completion only). Epochs and learning rate are the run's (``ctx.sft_config``, else `SFTConfig`'s
-  defaults, logged) unless ``epochs`` / ``learning_rate`` override them. The model is not cached: every fit
+  on the completion only). Epochs and learning rate are the run's (``ctx.sft_config``) unless ``epochs`` /
+  ``learning_rate`` override them. The model is not cached: every fit
   retrains it.
 
 Re-ranking (post-learning). The paper's formula is not given in enough detail to implement (and not in its code), so this
@@ -39,7 +39,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from methods.base import Method, MethodContext, Paper, register
-from methods.train.config import SFTConfig
 from splits.groups import popularity_groups
 
 
@@ -123,10 +122,7 @@ class RW(Method):
         weights, hist_share, tgt_share = group_weights(history_groups, target_groups, cfg.n_groups)
         sample_weights = weights[target_groups]
 
-        sft = getattr(ctx, "sft_config", None)
-        if sft is None:
-            sft = SFTConfig()
-            ctx.log("rw: the context has no sft_config; using the SFTConfig defaults for RW's SFT")
+        sft = ctx.sft_config
         sft = dataclasses.replace(sft, epochs=sft.epochs if cfg.epochs is None else cfg.epochs,
                                   learning_rate=sft.learning_rate if cfg.learning_rate is None else cfg.learning_rate)
         model = ctx.load_base_model()

@@ -10,10 +10,13 @@ Data. The split is written as RecBole atomic files with ``benchmark_filename: [t
 ``<dir>/bench/bench.{train,valid,test}.inter`` with header ``user_id:token item_id_list:token_seq item_id:token``,
 one row per (user, history, target) sample, so RecBole does no augmentation of its own:
 - train = `ctx.train` (the same capped samples the SFT/preference stages see, with their users);
-- valid = the split's ``valid`` part through `splits.samples.build_samples` (same history rule), at most
-  `max_valid_samples` of them (seeded by the split seed); it selects the best epoch (RecBole's early stopping on
-  `valid_metric`, full-catalogue ranking). With no valid samples the last epoch is kept (and the first training
-  sample stands in the valid and test files, which RecBole needs non-empty);
+- valid: by default SASRec trains its `epochs` and keeps the last one, the benchmark's one selection rule for
+  every trained method (the LLM methods keep their last epoch too; nothing is chosen on validation, nothing on
+  test). With ``select_on_valid=true`` (SASRec's own protocol, not the benchmark's) the split's ``valid`` part,
+  through `splits.samples.build_samples` (same history rule), at most `max_valid_samples` of them (seeded by the
+  split seed), selects the best epoch (RecBole's early stopping on `valid_metric`, full-catalogue ranking).
+  Without it (or with no valid samples) the first training sample stands in the valid and test files, which
+  RecBole needs non-empty;
 - test = the valid rows again inside `fit` (the harness scores the test parts itself, on our histories; the test
   parts never reach the method). `write_benchmark` takes real test samples for the RecBole cross-check.
 Histories are cut to the most recent `max_history` items before writing (RecBole's MAX_ITEM_LIST_LENGTH would keep
@@ -59,7 +62,10 @@ class SASRecConfig:
     n_heads: int = field(default=2, metadata={"help": "attention heads"})
     dropout: float = field(default=0.1, metadata={"help": "hidden and attention dropout (CausalDPO paper: 0.1)"})
     loss_type: str = field(default="CE", metadata={"help": "CE (softmax over all items) or BPR (1 negative)"})
-    epochs: int = field(default=30, metadata={"help": "maximum training epochs"})
+    epochs: int = field(default=30, metadata={"help": "training epochs (the maximum with select_on_valid)"})
+    select_on_valid: bool = field(default=False, metadata={
+        "help": "early-stop on valid_metric (RecBole's protocol); false: the last epoch, the benchmark's one rule "
+                "for every trained method"})
     stopping_step: int = field(default=5, metadata={"help": "early-stopping patience in epochs on valid_metric"})
     valid_metric: str = field(default="NDCG@10", metadata={"help": "RecBole metric selecting the best epoch"})
     learning_rate: float = field(default=1e-3, metadata={"help": "Adam learning rate"})
@@ -208,24 +214,18 @@ def train_sasrec(parts: dict[str, Samples], catalogue_items: np.ndarray, cfg: SA
     return trained, handles
 
 
-def training_samples(ctx: MethodContext, history_len: int) -> Samples:
-    """`ctx.train` as `Samples`; contexts built by hand without users get them recovered from the split."""
-    if getattr(ctx.train, "users", None) is not None:
-        return Samples("train", np.asarray(ctx.train.users, np.int64), np.asarray(ctx.train.targets, np.int64),
-                       list(ctx.train.histories))
-    full = build_samples(ctx.split, "train", history_len)
-    user_of = {(int(t), tuple(int(i) for i in h)): int(u) for u, t, h in zip(full.users, full.targets, full.histories)}
-    users = np.array([user_of[(int(t), tuple(int(i) for i in h))] for t, h in zip(ctx.train.targets,
-                                                                                ctx.train.histories)], np.int64)
-    return Samples("train", users, np.asarray(ctx.train.targets, np.int64), list(ctx.train.histories))
+def training_samples(ctx: MethodContext) -> Samples:
+    """`ctx.train` as `Samples` (RecBole's files name each sample's user)."""
+    return Samples("train", np.asarray(ctx.train.users, np.int64), np.asarray(ctx.train.targets, np.int64),
+                   list(ctx.train.histories))
 
 
 def fit_sasrec(ctx: MethodContext, cfg: SASRecConfig, subdir: str = "sasrec") -> TrainedSASRec:
     """Train SASRec on the context's samples (see the module docstring); its stats are copied into `ctx.stats`."""
     run_history = max(len(h) for h in ctx.train.histories)  # the run's history length (ctx.train is cut to it)
-    train = training_samples(ctx, run_history)
+    train = training_samples(ctx)
     valid = build_samples(ctx.split, "valid", run_history, cfg.max_valid_samples, ctx.split.seed)
-    use_valid = len(valid) > 0
+    use_valid = cfg.select_on_valid and len(valid) > 0
     placeholder = valid if use_valid else train.subset(np.arange(1))  # RecBole wants three non-empty files
     parts = {"train": train, "valid": placeholder, "test": placeholder}
     trained, _ = train_sasrec(parts, ctx.items, cfg, Path(ctx.output_dir) / subdir, cfg.max_history or run_history,

@@ -1,16 +1,21 @@
 """SPRec: self-play preference alignment for LLM recommenders (Gao et al., 2024, arXiv 2412.09243).
 
 Each of `iterations` rounds, top to bottom (SPRec's `SPRec.sh` loop and Algorithm 1):
-1. draw `samples_per_iteration` training samples (seeded by the training seed and the round; SPRec's own draw is
-   unseeded);
+1. draw training samples in a seeded order (the training seed and the round; SPRec's own draw is unseeded) until
+   the round's `pairs_per_iteration` pairs are found (step 3) or the samples run out;
 2. generate with the current model (the SFT model in round 1): greedy, constrained to catalogue titles by the title
    trie, so every prediction is an item (SPRec parses free text and embeds it; constrained greedy gives the same
    "the model's own top item" without a parser);
 3. rejected = that prediction when it differs from the target; a correct prediction gives no pair (SPRec keeps
-   such pairs, whose DPO gradient is zero; we drop them and record how many);
+   such pairs, whose DPO gradient is zero; we drop them, draw on, and record how many there were);
 4. an SFT step on the drawn samples (1 epoch), continuing from the current model;
 5. a DPO step (sigmoid loss, beta 0.1 as SPRec hard-codes) on the self-play pairs, the reference being this
    round's SFT model (its log-probs cached under a tag naming the round).
+Equal budgets: the rounds share the run's preference budget, ``preference.max_pairs`` pairs (all training samples
+when unset) split evenly, so SPRec trains on as many preference pairs, in as many optimizer steps, as every other
+preference method (SPRec's script draws 2,048 samples a round whatever the budget); `pairs_per_iteration` sets a
+round's pairs instead. The SFT steps come on top (they are SPRec's recipe); records name the pairs and optimizer
+steps of both.
 Defaults: 1 iteration, as the CausalDPO paper's main tables use ("single-iteration SFT model outputs", Appendix
 B.3); SPRec's README example uses 5 (`--set sprec.iterations=5`; Figure 3 varies it). SPRec's learning rate is the
 same for its SFT and DPO steps, here the run's `preference.learning_rate`.
@@ -23,14 +28,15 @@ import numpy as np
 
 from methods.base import Method, MethodContext, Paper, register
 from methods.losses import dpo_loss, mean_reduce
-from methods.preference import preference_pairs, sample_rows
+from methods.preference import optimizer_steps, preference_pairs
 from methods.train.preference import train_preference
 
 
 @dataclass
 class SPRecConfig:
     iterations: int = field(default=1, metadata={"help": "self-play rounds (SFT step + DPO step each)"})
-    samples_per_iteration: int = field(default=2048, metadata={"help": "training samples drawn per round"})
+    pairs_per_iteration: int | None = field(default=None, metadata={
+        "help": "preference pairs per round (None: the run's preference.max_pairs shared by the rounds)"})
     beta: float = field(default=0.1, metadata={"help": "DPO beta of the DPO step"})
     sft_epochs: float = field(default=1.0, metadata={"help": "epochs of each round's SFT step"})
 
@@ -46,42 +52,74 @@ class SPRec(Method):
         model = ctx.load_sft_model()
 
         def dpo_step(model, pairs, ref):
-            model, seconds, _ = train_preference(model, pairs, ref, lambda p, r: dpo_loss(p, r, cfg.beta),
-                                                 mean_reduce, cfg.beta, pref, ctx.seed, ctx.device,
-                                                 ctx.tokenizer.pad_token_id)
-            return model, seconds
+            model, seconds, history = train_preference(model, pairs, ref, lambda p, r: dpo_loss(p, r, cfg.beta),
+                                                       mean_reduce, cfg.beta, pref, ctx.seed, ctx.device,
+                                                       ctx.tokenizer.pad_token_id)
+            return model, seconds, optimizer_steps(history, pref)
 
-        dpo_seconds, sft_seconds, kept = [], [], []
+        per_round = round_budget(ctx, cfg.iterations, cfg.pairs_per_iteration)
+        dpo_seconds, sft_seconds, kept, steps, sft_samples = [], [], [], [], []
         for round_ in range(cfg.iterations):
-            model, sft_s, dpo_s, n_pairs = self_play_round(
-                ctx, model, round_, cfg.iterations, cfg.samples_per_iteration, cfg.sft_epochs, dpo_step,
-                f"{ctx.sft_tag}/sprec/seed{ctx.seed}/round{round_}/{cfg}")
-            sft_seconds.append(sft_s)
-            kept.append(n_pairs)
-            if dpo_s is not None:
-                dpo_seconds.append(dpo_s)
+            played = self_play_round(ctx, model, round_, cfg.iterations, per_round, cfg.sft_epochs, dpo_step,
+                                     f"{ctx.sft_tag}/sprec/seed{ctx.seed}/round{round_}/{cfg}")
+            model = played.model
+            sft_seconds.append(played.sft_seconds)
+            kept.append(played.pairs)
+            steps.append(played.steps)
+            sft_samples.append(played.drawn)
+            if played.seconds is not None:
+                dpo_seconds.append(played.seconds)
         ctx.stats.update(seconds_per_epoch=float(np.median(dpo_seconds)) if dpo_seconds else float("nan"),
-                         sft_step_seconds_per_epoch=float(np.median(sft_seconds)), pairs_per_round=kept)
+                         sft_step_seconds_per_epoch=float(np.median(sft_seconds)), pairs_per_round=kept,
+                         pairs=int(sum(kept)), optimizer_steps=int(sum(steps)), sft_step_samples=sft_samples)
         return ctx.recommender(model)
 
 
-def self_play_round(ctx: MethodContext, model, round_: int, rounds: int, samples: int, sft_epochs: float,
-                    preference_step, reference_tag: str):
-    """Steps 1-5 of one SPRec round on `model`; `preference_step(model, pairs, ref) -> (model, seconds)` is the
-    DPO step (SPRec's DPO, or CausalDPO's loss and regularizer in `causaldpo-selfplay`). Returns (model, SFT-step
-    seconds per epoch, preference-step seconds per epoch or None when no prediction was wrong, pairs kept)."""
-    rows = sample_rows(len(ctx.train.targets), samples, ctx.seed + 1000 * round_)
-    prompts = [ctx.train.prompts[i] for i in rows]
-    predicted = ctx.predict_top1(model, prompts)
-    wrong = (predicted != ctx.train.targets[rows]) & (predicted >= 0)
-    ctx.log(f"self-play round {round_ + 1}/{rounds}: {wrong.sum()} of {len(rows)} predictions differ "
+def round_budget(ctx: MethodContext, rounds: int, per_round: int | None) -> int:
+    """Pairs per self-play round: `per_round`, else the run's preference budget (`max_pairs`, or every training
+    sample) shared evenly by the rounds."""
+    if per_round is not None:
+        return per_round
+    budget = ctx.preference.max_pairs or len(ctx.train.targets)
+    return max(1, budget // rounds)
+
+
+@dataclass
+class SelfPlay:
+    """One round's outcome."""
+    model: object
+    sft_seconds: float
+    seconds: float | None          # preference step seconds per epoch; None when no prediction was wrong
+    pairs: int                     # preference pairs trained on
+    steps: int                     # optimizer steps of the preference step
+    drawn: int                     # samples drawn (predicted, then the SFT step's samples)
+
+
+def self_play_round(ctx: MethodContext, model, round_: int, rounds: int, pairs_wanted: int, sft_epochs: float,
+                    preference_step, reference_tag: str) -> SelfPlay:
+    """Steps 1-5 of one SPRec round on `model`; `preference_step(model, pairs, ref) -> (model, seconds, steps)` is
+    the DPO step (SPRec's DPO, or CausalDPO's loss and regularizer in `causaldpo-selfplay`)."""
+    order = np.random.default_rng(ctx.seed + 1000 * round_).permutation(len(ctx.train.targets))
+    drawn, wrong_rows, rejected = [], [], []
+    start = 0
+    while len(wrong_rows) < pairs_wanted and start < len(order):
+        rows = order[start: start + pairs_wanted - len(wrong_rows)]
+        start += len(rows)
+        predicted = ctx.predict_top1(model, [ctx.train.prompts[i] for i in rows])
+        wrong = (predicted != ctx.train.targets[rows]) & (predicted >= 0)
+        drawn.extend(rows.tolist())
+        wrong_rows.extend(rows[wrong].tolist())
+        rejected.extend(predicted[wrong].tolist())
+    drawn_rows = np.sort(np.array(drawn, dtype=np.int64))
+    ctx.log(f"self-play round {round_ + 1}/{rounds}: {len(wrong_rows)} of {len(drawn)} predictions differ "
             f"from the target and become rejected responses")
-    model, sft_seconds = ctx.sft_step(model, prompts, ctx.train.targets[rows], sft_epochs,
-                                      ctx.preference.learning_rate)
-    if not wrong.any():
-        return model, sft_seconds, None, 0
-    pairs = preference_pairs(ctx, predicted[wrong][:, None], rows[wrong])
+    model, sft_seconds = ctx.sft_step(model, [ctx.train.prompts[i] for i in drawn_rows], ctx.train.targets[drawn_rows],
+                                      sft_epochs, ctx.preference.learning_rate)
+    if not wrong_rows:
+        return SelfPlay(model, sft_seconds, None, 0, 0, len(drawn))
+    by_row = sorted(zip(wrong_rows, rejected))
+    pairs = preference_pairs(ctx, np.array([[r] for _, r in by_row]), np.array([w for w, _ in by_row]))
     sft_model = model
     ref = ctx.reference_logps(lambda: sft_model, reference_tag, pairs)
-    model, seconds = preference_step(model, pairs, ref)
-    return model, sft_seconds, seconds, int(wrong.sum())
+    model, seconds, steps = preference_step(model, pairs, ref)
+    return SelfPlay(model, sft_seconds, seconds, len(pairs), steps, len(drawn))

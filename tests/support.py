@@ -29,6 +29,12 @@ def random_llama(vocab_size: int = VOCAB, seed: int = 0) -> LlamaForCausalLM:
     return LlamaForCausalLM(config).float().eval()
 
 
+def catalogue_for(items, completions: dict[int, list[int]]) -> Catalogue:
+    """The catalogue of `items` (ids) with their completions (title tokens + EOS)."""
+    return Catalogue(items=[int(i) for i in items], completions=[completions[int(i)] for i in items],
+                     eos_id=EOS, pad_id=PAD)
+
+
 def random_catalogue(n_items: int, seed: int = 0) -> Catalogue:
     rng = np.random.default_rng(seed)
     titles = {(5, 6), (5, 6, 7), (8,)}  # (5, 6) is a token-prefix of (5, 6, 7); (8,) has one title token

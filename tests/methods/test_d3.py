@@ -15,7 +15,7 @@ from methods.ranking import Catalogue, rank, score_all
 from methods.ranking.d3 import TextFreeAssistant, TrieMass, assistant_distribution, d3_rank
 from splits import build_split, load_dataset
 from splits.samples import build_samples
-from tests.support import BOS, EOS, PAD, VOCAB, random_catalogue, random_prompts
+from tests.support import BOS, EOS, PAD, VOCAB, catalogue_for, random_catalogue, random_prompts
 
 
 def test_p_tf_on_a_hand_made_trie():
@@ -96,7 +96,8 @@ def test_d3_fit_smoke(model, tmp_path):
     ctx = types.SimpleNamespace(
         split=split, items=items, completions=completions, seed=0, device=torch.device("cpu"), output_dir=tmp_path,
         tokenizer=types.SimpleNamespace(eos_token_id=EOS, pad_token_id=PAD), log=lambda _: None, stats={},
-        load_sft_model=lambda: model, train=TrainingSamples(prompts, samples.targets, samples.histories))
+        load_sft_model=lambda: model, catalogue=catalogue_for(items, completions),
+        train=TrainingSamples(prompts, samples.targets, samples.histories, samples.users, samples.timestamps))
     method = methods.resolve("d3", {"epochs": 1, "max_valid_samples": 20, "beam_batch_size": 3})
     assert method.config.guidance_scale == 0.8 and method.config.length_penalty == 0.0
     recommender = method.fit(ctx)

@@ -218,7 +218,7 @@ def test_bigrec_fit_grounds_the_sft_model_with_the_base_model(tok):
     loaded = []
     ctx = types.SimpleNamespace(
         items=np.array(cat.items), completions=dict(zip(cat.items, cat.completions)), tokenizer=tok,
-        train_counts=np.arange(len(cat.items)), device="cpu", stats={}, log=lambda m: None,
+        train_counts=np.arange(len(cat.items)), device="cpu", stats={}, log=lambda m: None, catalogue=cat,
         load_sft_model=lambda: loaded.append("sft") or tiny_model(tok, seed=1),
         load_base_model=lambda: loaded.append("base") or tiny_model(tok, seed=2))
     method = methods.resolve("bigrec", {"num_beams": 2, "gamma": 1.0})

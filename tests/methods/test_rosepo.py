@@ -15,7 +15,7 @@ from methods.rosepo import (MFOracle, fit_mf_oracle, oracle_margins, popularity_
                             smoothing_from_margins, strategy_slots, weighted_negatives)
 from methods.train.config import PreferenceConfig as PrefCfg
 from methods.train.preference import PairCollator, PairDataset, PreferencePairs, reference_logps, train_preference
-from tests.support import PAD, pairs, tiny_model
+from tests.support import PAD, catalogue_for, pairs, tiny_model
 
 
 def sig(x):
@@ -212,7 +212,8 @@ def stub_context(predict_top1, n=24, seed=0):
     counts = interactions["item"].value_counts()
     train_counts = np.array([counts.get(i, 0) for i in items], dtype=np.int64)
     return MethodContext(
-        split={"train": interactions}, train=TrainingSamples(prompts, targets, histories), items=items,
+        split={"train": interactions}, items=items, catalogue=catalogue_for(items, completions), sft_config=None,
+        train=TrainingSamples(prompts, targets, histories, np.arange(n), np.arange(n)),
         completions=completions, train_counts=train_counts, seed=seed, device="cpu", tokenizer=Tok(),
         preference=PrefCfg(epochs=1, learning_rate=5e-3, batch_size=8, warmup_ratio=0.0, negatives=1),
         load_sft_model=tiny_model, load_base_model=tiny_model, sft_tag="sft", sft_step=None,

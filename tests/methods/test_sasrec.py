@@ -102,9 +102,12 @@ def test_method_fit_on_a_context(cell, tmp_path, no_valid):
     samples = build_samples(split, "train", HISTORY, 200, split.seed)
     ctx = types.SimpleNamespace(split=split, items=cell.items, seed=0, device=torch.device("cpu"),
                                 output_dir=tmp_path, log=lambda _: None, stats={},
-                                train=TrainingSamples([[1]] * len(samples), samples.targets, samples.histories))
+                                train=TrainingSamples([[1]] * len(samples), samples.targets, samples.histories,
+                                                      samples.users, samples.timestamps))
     history = HISTORY - 2 if no_valid else None
-    recommender = SASRecMethod(SASRecConfig(epochs=1, max_valid_samples=30, max_history=history)).fit(ctx)
+    assert SASRecConfig().select_on_valid is False      # the benchmark's rule: the last epoch, as every method
+    recommender = SASRecMethod(SASRecConfig(epochs=1, max_valid_samples=30, max_history=history,
+                                            select_on_valid=True)).fit(ctx)
     topk, valid = recommender.rank([[1]] * 5, cell.parts["test"].histories[:5], 10)
     assert topk.shape == (5, 10) and valid.all()
     assert ((topk >= 0) & (topk < len(cell.items))).all() and all(len(set(r)) == 10 for r in topk.tolist())

@@ -7,6 +7,7 @@ from methods import resolve
 from methods.base import MethodContext, TrainingSamples
 from methods.train.config import PreferenceConfig
 from methods.train.preference import reference_logps
+from tests.support import catalogue_for
 
 
 def tiny_model():
@@ -44,7 +45,8 @@ def stub_context():
         return reference_logps(model, pairs, 0, "cpu")
 
     ctx = MethodContext(
-        split=None, train=TrainingSamples(prompts, targets, [np.array([1])] * 8), items=items,
+        split=None, train=TrainingSamples(prompts, targets, [np.array([1])] * 8, np.arange(8), np.arange(8)),
+        items=items, catalogue=catalogue_for(items, completions), sft_config=None,
         completions=completions, train_counts=np.ones(6), seed=0, device="cpu", tokenizer=Tok(),
         preference=PreferenceConfig(epochs=1, learning_rate=1e-3, batch_size=4, warmup_ratio=0.0),
         load_sft_model=tiny_model, load_base_model=tiny_model, sft_tag="sft", sft_step=sft_step,
@@ -55,7 +57,7 @@ def stub_context():
 
 def test_each_round_generates_negatives_then_sft_then_dpo_against_that_sft_model():
     ctx, events, refs, completions = stub_context()
-    method = resolve("sprec", {"iterations": 2, "samples_per_iteration": 8})
+    method = resolve("sprec", {"iterations": 2, "pairs_per_iteration": 8})
     model = method.fit(ctx)
     kinds = [e[0] for e in events]
     assert kinds == ["generate", "sft", "reference"] * 2
@@ -73,7 +75,7 @@ def test_each_round_generates_negatives_then_sft_then_dpo_against_that_sft_model
 def test_causaldpo_selfplay_is_causaldpo_then_self_play_rounds_with_the_regularizer():
     ctx, events, refs, completions = stub_context()
     ctx.preference.max_pairs = None
-    method = resolve("causaldpo-selfplay", {"iterations": 3, "samples_per_iteration": 8})
+    method = resolve("causaldpo-selfplay", {"iterations": 3, "pairs_per_iteration": 8})
     assert method.causal and method.config.mmd_weight == 1.0
     model = method.fit(ctx)
     kinds = [e[0] for e in events]
@@ -85,3 +87,26 @@ def test_causaldpo_selfplay_is_causaldpo_then_self_play_rounds_with_the_regulari
     assert all(r == [completions[10]] for r in refs[1][0].rejected)         # self-play negatives from round 2 on
     assert len(ctx.stats["projection"]["xy"]) == 8                          # the final model's projection
     assert isinstance(model, LlamaForCausalLM)
+
+
+def test_rounds_share_the_preference_budget_and_draw_until_their_pairs_are_found():
+    ctx, events, refs, completions = stub_context()
+    ctx.preference.max_pairs = 6
+    method = resolve("sprec", {"iterations": 2})                      # 6 pairs shared by 2 rounds: 3 each
+    method.fit(ctx)
+    # the stub always predicts item 10; targets 10 give no pair, so a round draws on until it has 3 pairs
+    generated = [n for kind, n in events if kind == "generate"]
+    sft = [n for kind, n in events if kind == "sft"]
+    assert ctx.stats["pairs_per_round"] == [3, 3] and ctx.stats["pairs"] == 6
+    assert all(3 <= n <= 5 for n in sft) and sum(generated) == sum(sft)  # the SFT step trains on what was drawn
+    assert len(refs[0][0]) == 3 and all(r == [completions[10]] for r in refs[0][0].rejected)
+    assert ctx.stats["optimizer_steps"] == 2                          # one step of 3 pairs (batch 4) per round
+
+
+def test_causaldpo_selfplay_rounds_share_the_budget_of_causaldpo():
+    ctx, _, refs, _ = stub_context()
+    ctx.preference.max_pairs = 6
+    method = resolve("causaldpo-selfplay", {"iterations": 3})
+    method.fit(ctx)
+    assert [len(pairs) for pairs, _ in refs] == [2, 2, 2]             # round 1 (random negatives) included
+    assert ctx.stats["pairs"] == 6 and ctx.stats["optimizer_steps"] == 3
