@@ -117,6 +117,7 @@ def describe_method(name: str) -> int:
 def run_command(args) -> int:
     import methods
     from bench.config import apply_overrides, load_profile, pair_dataset
+    from methods.hparams import ConfigError
     from methods.ranking import PROTOCOLS
     from splits import DATASETS, SHIFTS
 
@@ -136,7 +137,10 @@ def run_command(args) -> int:
     DATASETS.get(cfg.data.dataset)
     PROTOCOLS.get(cfg.ranking.protocol)
     for name in names:
-        methods.resolve(name, cfg.method_overrides.get(name))
+        method = methods.resolve(name, cfg.method_overrides.get(name))
+        if method.shifts is not None and cfg.data.shift not in method.shifts:
+            raise ConfigError(f"method {name!r} is defined for --shift {' or '.join(method.shifts)} only "
+                              f"(got {cfg.data.shift!r})")
 
     from bench.pipeline import run
     from bench.results import check_writable

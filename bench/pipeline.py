@@ -148,11 +148,12 @@ class Cell:
         empty = np.empty(0, dtype=np.int64)
         return [self.seen_by_user.get(int(u), empty) for u in samples.users]
 
-    def rank_sharded(self, recommender, prompts, histories, exclude=None):
+    def rank_sharded(self, recommender, prompts, histories, exclude=None, users=None):
         """Each process ranks rows rank::world of the test samples; the rows are gathered on every process."""
         w, r = distributed.world_size(), distributed.rank()
+        by_user = {"users": users[r::w]} if getattr(recommender, "needs_users", False) else {}
         topk, valid = recommender.rank(prompts[r::w], histories[r::w], self.cfg.ranking.k,
-                                       None if exclude is None else exclude[r::w])
+                                       None if exclude is None else exclude[r::w], **by_user)
         if w == 1:
             return topk, valid
         rows = distributed.gather_rows(list(zip(topk.tolist(), valid.tolist())), len(prompts))
@@ -164,7 +165,8 @@ class Cell:
         for part, samples in self.eval_parts.items():
             start = time.perf_counter()
             exclude = self.consumed(samples)
-            topk, valid = self.rank_sharded(recommender, self.eval_prompts[part], samples.histories, exclude)
+            topk, valid = self.rank_sharded(recommender, self.eval_prompts[part], samples.histories, exclude,
+                                            samples.users)
             targets = np.array([self.position[int(t)] for t in samples.targets])
             metrics = ranking_metrics(topk, targets, valid=valid)
             ranks = target_ranks(topk, targets)

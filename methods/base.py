@@ -77,6 +77,7 @@ class Method:
     paper: ClassVar[Paper]
     Config: ClassVar[type]
     uses_sft: ClassVar[bool] = True
+    shifts: ClassVar[tuple[str, ...] | None] = None  # the shifts it is defined for (None: every shift)
 
     def __init__(self, config=None):
         self.config = config if config is not None else self.Config()

@@ -3,6 +3,8 @@
 - `sft`: the cell's SFT model under the run's ranking protocol (the paper's ablation "w/o CausalDPO", Table 8).
 - `base`: the backbone before any training ("w/o both", Table 8).
 - `mostpop`: every user gets the catalogue ordered by training interaction count (ties by catalogue position).
+- `oracle-mf` (exposure only): the exposure shift's imputation MF (`Split.extras`), which drew the OOD targets,
+  ranking for each test user by its scores: the ceiling of the exposure column, labelled as a reference.
 - `random`: a seeded random permutation of the catalogue per sample (seeded by the run's seed and the prompt's
   tokens, so it does not depend on the sample's row or shard): the chance level of every metric.
 With ``ranking.exclude_seen`` (the default) each sample's list leaves out the user's training-part items, as for
@@ -16,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from methods.base import Method, MethodContext, Paper, register
+from methods.hparams import ConfigError
+from methods.ranking import top_k
 
 
 @dataclass
@@ -89,3 +93,50 @@ class RandomRanking(Method):
 def prompt_digest(prompt) -> int:
     """A stable 32-bit digest of a prompt's token ids: seeds its random order whatever its row or shard."""
     return zlib.crc32(np.asarray(prompt, dtype=np.int64).tobytes())
+
+
+class _MFRanker:
+    """Ranks every catalogue item by a matrix factorisation's (unclipped) score for the sample's user; items the
+    MF never saw score -inf (unranked)."""
+
+    needs_users = True  # the harness passes `users` (an MF knows users, not prompts)
+
+    def __init__(self, mf, items: np.ndarray):
+        self.mf = mf
+        column = np.searchsorted(mf.items, items)
+        self.known = (column < len(mf.items)) & (mf.items[np.minimum(column, len(mf.items) - 1)] == items)
+        self.column = np.where(self.known, column, 0)
+
+    def scores(self, users) -> np.ndarray:
+        mf, users = self.mf, np.asarray(users, dtype=np.int64)
+        row = np.searchsorted(mf.users, users)
+        if not np.array_equal(mf.users[np.minimum(row, len(mf.users) - 1)], users):
+            raise KeyError("oracle-mf: a test user was not in the imputation MF's fit")
+        raw = (mf.mean + mf.user_bias[row][:, None] + mf.item_bias[self.column][None, :]
+               + mf.user_factors[row] @ mf.item_factors[self.column].T)
+        return np.where(self.known[None, :], raw, -np.inf)
+
+    def rank(self, prompts, histories, k, exclude=None, users=None):
+        if users is None:
+            raise ValueError("oracle-mf ranks by user: the harness must pass the samples' users")
+        return top_k(self.scores(users), k, exclude), np.ones(len(users), dtype=bool)
+
+
+@register
+class ImputationOracle(Method):
+    """The exposure shift's generating model as a reference row: a ceiling, never a method."""
+
+    name = "oracle-mf"
+    paper = Paper("Reference ceiling: the exposure shift's own imputation MF (biased MF, Saito 2020)", "",
+                  "ranks by the MF that drew the OOD targets; exposure only; labelled as a ceiling")
+    Config = NoConfig
+    uses_sft = False
+    shifts = ("exposure",)
+
+    def fit(self, ctx: MethodContext):
+        mf = ctx.split.extras.get("imputation_mf")
+        if mf is None:
+            raise ConfigError(f"oracle-mf ranks with the exposure shift's imputation MF; shift {ctx.split.shift!r} "
+                              f"has none (use --shift exposure)")
+        ctx.stats["protocol"] = "imputation MF scores"
+        return _MFRanker(mf, np.asarray(ctx.items, dtype=np.int64))

@@ -146,4 +146,4 @@ def read_bookcrossing(raw: Path) -> RawData:
 SPEC = register_raw(RawSpec(
     name="book-crossing", reader=read_bookcrossing, positive_threshold=8.0, min_user_positives=20,
     paper_rule="rating > 7, i.e. 8-10 (0 = implicit, never positive); users with >= 20 positives",
-    expected="PATH/BX-CSV-Dump", paper_table2=(278_858, 271_379, 1_149_780)))
+    expected="PATH/BX-CSV-Dump", paper_table2=(278_858, 271_379, 1_149_780), implicit_rating=0.0))

@@ -66,6 +66,7 @@ class RawSpec:
     paper_rule: str
     expected: str  # what --raw must point to
     paper_table2: tuple[int, int, int]  # (#sequence, #items, #interactions) in the paper's Table 2
+    implicit_rating: float | None = None  # a rating value that marks an interaction, not an opinion (BX: 0)
 
 
 RAW_DATASETS: Registry[RawSpec] = Registry("raw dataset")
@@ -197,7 +198,8 @@ def register_raw(spec: RawSpec) -> RawSpec:
              min_user_positives: int = spec.min_user_positives) -> Dataset:
         data = load_raw(spec.name, raw_path, data_dir)
         return make_dataset(spec.name, data.interactions, data.titles, positive_threshold, min_user_positives,
-                            info={**data.info, "paper_rule": spec.paper_rule})
+                            info={**data.info, "paper_rule": spec.paper_rule,
+                                  "implicit_rating": spec.implicit_rating})
 
     load.__doc__ = f"Load {spec.name} from its prepared cache (or raw files with ``raw_path``)."
     DATASETS.add(spec.name, load)

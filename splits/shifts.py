@@ -29,7 +29,8 @@ Shifts (``ood_fraction`` = 0.2 by default):
   positives are split 7:1:2 exactly as in ``temporal`` (same seed, same parts). The OOD test simulates a fully
   exposed test set by MF imputation (Saito 2020; Wei et al. 2021):
   1. fit a biased MF (`splits.imputation`, ALS, rank 16, reg 0.1, 10 epochs, seeded from the generator) on every
-     rating of the dataset outside the OOD periods (train + valid + iid_test period, all ratings, not only positives);
+     rating of the dataset outside the OOD periods (train + valid + iid_test period, all ratings, not only positives)
+     except implicit ones (Book-Crossing's 0s mark exposure, not a rating of 0: left out of the fit, still "rated");
   2. for each user, in user-id order, with n_u positives in the OOD period: candidates = items of the MF (items
      rated outside the OOD periods) that the user never rated anywhere in the dataset and whose imputed rating is
      >= the dataset's positive threshold; draw n_u of them uniformly without replacement (exposure independent of
@@ -37,7 +38,8 @@ Shifts (``ood_fraction`` = 0.2 by default):
      unrated items (ties by item id);
   3. each target is a row with index -1, rating = its imputed rating, timestamp = the timestamp of the user's first
      OOD-period interaction (so histories are taken from before it), positive = True.
-  Info: the MF's training RMSE, its RMSE on the observed OOD-period ratings, the fraction of observed OOD-period
+  The MF is kept in `Split.extras["imputation_mf"]` (the `oracle-mf` reference row ranks with it). Info: the MF's
+  training RMSE, its RMSE on the observed OOD-period ratings, the fraction of observed OOD-period
   positives (and, for contrast, non-positives) whose imputed rating clears the threshold, and the number of
   filled targets.
 * ``mixed`` (Appendix B.1: the temporal part comes "from a later (future) time window that does not overlap with
@@ -79,13 +81,14 @@ def build_split(dataset: Dataset, shift: str, seed: int, **options) -> Split:
                          f"({dataset.info.get('positive_rule', 'positive threshold')}, users with >= "
                          f"{dataset.min_user_positives} positives): nothing to split")
     parts, info = make(dataset, np.random.default_rng(seed), **options)
+    extras = info.pop("extras", {})
     info = {
         "n_positives": n,
         "sizes": {part: len(parts[part]) for part in PARTS},
         "fractions": {part: round(len(parts[part]) / n, 4) for part in PARTS},
         **info,
     }
-    return Split(dataset.name, shift, seed, parts, fingerprint_split(parts), info)
+    return Split(dataset.name, shift, seed, parts, fingerprint_split(parts), info, extras)
 
 
 # ---- common pieces -------------------------------------------------------------------------------------------
@@ -213,7 +216,9 @@ def exposure_shift(
     observed_ood = _take(positives, ood)
     period_start = pd.Series(observed_ood.index, index=observed_ood["user"]).groupby(level=0).min()
     in_period = ratings.index.to_numpy() >= ratings["user"].map(period_start).fillna(np.inf).to_numpy()
-    fit = ratings[~in_period]
+    implicit = dataset.info.get("implicit_rating")  # Book-Crossing's 0s mark exposure, not dislike
+    is_implicit = (ratings["rating"] == implicit).to_numpy() if implicit is not None else np.zeros(len(ratings), bool)
+    fit = ratings[~in_period & ~is_implicit]
     mf = fit_biased_mf(fit["user"].to_numpy(), fit["item"].to_numpy(), fit["rating"].to_numpy(), rng,
                        rank=rank, reg=reg, epochs=epochs)
 
@@ -241,12 +246,14 @@ def exposure_shift(
     targets.index = pd.Index(np.full(len(targets), -1, dtype="int64"))
     parts["ood_test"] = targets.astype(positives.dtypes.to_dict())
 
-    period = ratings[in_period & ratings["user"].isin(mf.users) & ratings["item"].isin(mf.items)]
+    period = ratings[in_period & ~is_implicit & ratings["user"].isin(mf.users) & ratings["item"].isin(mf.items)]
     imputed = mf.predict(period["user"].to_numpy(), period["item"].to_numpy())
     observed_pos = period["positive"].to_numpy()
     return parts, {
         "ood_fraction": ood_fraction,
+        "extras": {"imputation_mf": mf},
         "mf": {"rank": rank, "reg": reg, "epochs": epochs, "fit_ratings": len(fit),
+               "implicit_ratings_left_out": int((~in_period & is_implicit).sum()),
                "train_rmse": round(mf.train_rmse, 4),
                "ood_period_rmse": round(float(np.sqrt(np.mean((imputed - period["rating"].to_numpy()) ** 2))), 4)},
         "observed_ood_positives": len(observed_ood),

@@ -47,6 +47,8 @@ class Split:
     parts: dict[str, pd.DataFrame]
     fingerprint: str
     info: dict = field(default_factory=dict)
+    extras: dict = field(default_factory=dict, compare=False, repr=False)  # models the shift was built with
+    # (exposure: the imputation MF, ``extras["imputation_mf"]``); neither fingerprinted nor written anywhere
 
     def __getitem__(self, part: str) -> pd.DataFrame:
         return self.parts[part]

@@ -100,6 +100,7 @@ def paired_p(method_records: dict[int, dict], dpo_records: dict[int, dict], part
     from scipy.stats import ttest_rel
 
     x, y = np.array([mine[s] for s in paired]), np.array([theirs[s] for s in paired])
-    if np.allclose(x - y, (x - y)[0]):  # constant difference: the t statistic is undefined
-        return 0.0 if abs((x - y)[0]) > 1e-12 else 1.0
+    d = x - y
+    if np.all(d == d[0]):  # constant difference: the t statistic is undefined
+        return 0.0 if d[0] != 0 else 1.0
     return float(ttest_rel(x, y).pvalue)

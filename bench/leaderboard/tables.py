@@ -95,7 +95,7 @@ def build_table(name: str, profile: str, index: RecordIndex, seeds: list[int], p
     for row in spec.rows:
         for c, col in enumerate(spec.columns):
             by_seed = {}
-            for seed in seeds:
+            for seed in seeds if row.applies(col) else ():
                 cell = row_cell(row, col, profile, seed, profile_dataset, profile_backbone)
                 record = index.get(cell_identity(profile, cell, extra_sets))
                 if record is not None:

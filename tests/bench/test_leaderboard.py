@@ -117,8 +117,9 @@ def test_grid_tiny_uses_ml100k_for_every_shift():
     assert {c.dataset for c in cells} == {"ml-100k"}
     assert {c.shift for c in cells} == {"popularity", "temporal", "exposure"}
     assert {c.method for c in cells} == {"sasrec", "bigrec", "rw", "d3", "dmpo", "sdpo", "rosepo", "sprec",
-                                         "causaldpo", "dpo", "sft"}
-    assert len(cells) == 11 * 3 * 2
+                                         "causaldpo", "dpo", "sft", "oracle-mf"}
+    assert len(cells) == 11 * 3 * 2 + 2                      # the MF oracle: the exposure column only
+    assert {c.shift for c in cells if c.method == "oracle-mf"} == {"exposure"}
     assert {c.shift for c in expand(["table3"], "tiny", [0], "ml-100k", "tiny-llama")} == {"iid"}
     assert {c.shift for c in expand(["table4"], "tiny", [0], "ml-100k", "tiny-llama")} == {"mixed"}
     table5 = {c.method for c in expand(["table5"], "tiny", [0], "ml-100k", "tiny-llama")}
