@@ -16,8 +16,18 @@ This module implements the equations; every choice is stated here and in `Causal
    paper: "data-driven rather than manually specified"). If fewer than two clusters are found the step has one
    environment: the loss is the plain mean and there is no MMD term; the fraction of such steps is logged.
 4. Soft assignment (Eq. 8): p_ik = softmax_k(-||z_i - c_k|| / tau) with Euclidean distance and temperature tau.
-   Centres and assignments carry gradient to g and to the policy ("co-optimised"); `assignment_grad=False` detaches
-   them.
+   How gradient flows through the assignments (`assignment`):
+   * ``joint`` (default; the paper's "co-optimised"): centres and p carry gradient to g and to the policy, both
+     minimising the total loss. Beware the degenerate path: the MMD can be driven to zero by making the
+     environments indistinguishable (p_ik -> 1/K for every sample), which switches the regularizer off;
+   * ``detached``: p is a constant of each step (g is then never trained: a fixed random projection of h);
+   * ``adversarial``: the assignment side maximises the MMD that the policy minimises, as environment-inference
+     methods do (EIIL, Creager et al. 2021): p is computed from g(h.detach()) behind a gradient reversal, so g ascends
+     the MMD (finds the most different environments) while the policy, through the matched representation, descends
+     it; the policy gets no gradient through the assignments.
+   Every step logs the assignment entropy (mean over samples of -sum_k p_ik log p_ik, divided by log K), the
+   effective number of environments (exp of the entropy of p_hat) and the spread of z (mean distance to the batch's
+   mean z), so a collapse towards indistinguishable environments is visible in the record.
 5. Backdoor adjustment (Eq. 6, with p_hat(E=k) = the batch mean of p_ik), through the method's own reduction:
    L = sum_k p_hat_k * reduce(l, w_k), w_ik = p_ik / sum_i p_ik (the environment's normalised weights), where
    `reduce(l, w)` is the base method's batch reduction with weights summing to 1 (`methods.losses`). For the mean
@@ -62,7 +72,9 @@ class CausalConfig:
     temperature: float = field(default=0.1, metadata={"help": "tau of the soft assignment (Eq. 8)"})
     normalize: bool = field(default=True, metadata={"help": "L2-normalise z = g(h) before clustering"})
     mmd_target: str = field(default="reward", metadata={"help": "reward (chosen implicit reward) or hidden"})
-    assignment_grad: bool = field(default=True, metadata={"help": "let gradient flow through centres and p_ik"})
+    assignment: str = field(default="joint", metadata={
+        "help": "gradient through the soft assignments: joint (g and the policy minimise the loss), detached (p "
+                "constant), adversarial (g maximises the MMD the policy minimises)"})
 
 
 def dbscan_labels(z: np.ndarray, min_samples: int, eps_quantile: float) -> np.ndarray:
@@ -112,6 +124,31 @@ def weighted_mmd2(phi: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     return torch.triu(pair, diagonal=1).sum().clamp_min(0.0)
 
 
+ASSIGNMENTS = ("joint", "detached", "adversarial")
+
+
+class _ReverseGradient(torch.autograd.Function):
+    """Identity forward, negated gradient backward: what follows is maximised by what precedes."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return -grad
+
+
+def assignment_stats(p: torch.Tensor) -> dict[str, float]:
+    """Normalised assignment entropy (1: every sample spread evenly, 0: hard assignments) and the effective number
+    of environments, exp(entropy of the batch's environment shares)."""
+    p = p.detach().double().clamp_min(1e-12)
+    k = p.shape[1]
+    entropy = float(-(p * p.log()).sum(1).mean() / np.log(k)) if k > 1 else 0.0
+    share = p.mean(0)
+    return {"causal/assignment_entropy": entropy, "causal/effective_envs": float((-(share * share.log()).sum()).exp())}
+
+
 class CausalRegularizer(nn.Module):
     """Holds g; `forward` turns per-sample losses plus representations into (adjusted loss, penalty, stats)."""
 
@@ -119,6 +156,8 @@ class CausalRegularizer(nn.Module):
         super().__init__()
         if config.mmd_target not in ("reward", "hidden"):
             raise ValueError(f"causal.mmd_target must be 'reward' or 'hidden', got {config.mmd_target!r}")
+        if config.assignment not in ASSIGNMENTS:
+            raise ValueError(f"causal.assignment must be one of {', '.join(ASSIGNMENTS)}, got {config.assignment!r}")
         self.config = config
         self.g = nn.Linear(hidden_size, config.projection_dim)
 
@@ -126,18 +165,28 @@ class CausalRegularizer(nn.Module):
                 chosen_hidden: torch.Tensor, reduce=mean_reduce):
         """`reduce(per_sample, weights=None)`: the base method's batch reduction (the mean by default)."""
         cfg = self.config
-        z = self.g(prompt_hidden.to(self.g.weight.dtype))
-        if cfg.normalize:
-            z = F.normalize(z, dim=-1)
+        hidden = prompt_hidden.to(self.g.weight.dtype)
+        z = self.project(hidden.detach() if cfg.assignment == "adversarial" else hidden)
         labels = dbscan_labels(z.detach().float().cpu().numpy(), cfg.min_samples, cfg.eps_quantile)
         n_envs = len(set(labels.tolist()) - {-1})
+        spread = float((z.detach() - z.detach().mean(0)).norm(dim=1).mean())
         if n_envs < 2:
             zero = per_sample.sum() * 0.0
-            return reduce(per_sample), zero, {"causal/envs": float(n_envs), "causal/single_env": 1.0}
-        p = soft_assign(z if cfg.assignment_grad else z.detach(), labels, cfg.temperature)
+            return reduce(per_sample), zero, {"causal/envs": float(n_envs), "causal/single_env": 1.0,
+                                              "causal/z_spread": spread}
+        if cfg.assignment == "detached":
+            z = z.detach()
+        elif cfg.assignment == "adversarial":
+            z = _ReverseGradient.apply(z)
+        p = soft_assign(z, labels, cfg.temperature)
         adjusted = backdoor_adjusted(per_sample, p, reduce)
         phi = chosen_reward.unsqueeze(1) if cfg.mmd_target == "reward" else chosen_hidden
         mmd2 = weighted_mmd2(phi.float(), p.float())
         stats = {"causal/envs": float(n_envs), "causal/single_env": 0.0, "causal/mmd2": float(mmd2.detach()),
-                 "causal/noise": float((labels == -1).mean())}
+                 "causal/noise": float((labels == -1).mean()), "causal/z_spread": spread, **assignment_stats(p)}
         return adjusted, cfg.mmd_weight * mmd2, stats
+
+    def project(self, hidden: torch.Tensor) -> torch.Tensor:
+        """z = g(h), L2-normalised when configured."""
+        z = self.g(hidden)
+        return F.normalize(z, dim=-1) if self.config.normalize else z

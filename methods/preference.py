@@ -52,6 +52,31 @@ def length_averaged_chosen_reward(policy: LogProbs, reference: LogProbs, beta: f
     return beta * policy.chosen / policy.chosen_len.to(policy.chosen.dtype)
 
 
+def causal_history_stats(history: dict) -> dict:
+    """The causal regularizer's figures over a training run: the share of single-environment steps, the mean number
+    of environments, and per step the assignment entropy, the effective number of environments and the spread of z
+    (NaN on single-environment steps, which have no assignment), with their means over multi-environment steps."""
+    envs = np.asarray(history["causal/envs"])
+    multi = envs >= 2
+
+    def per_step(key: str) -> list:
+        values, it = [], iter(history.get(key, []))
+        for is_multi in multi:
+            values.append(round(float(next(it)), 5) if is_multi else float("nan"))
+        return values
+
+    out = {"single_env_fraction": float(np.mean(~multi)), "mean_envs": float(envs.mean()),
+           "causal_per_step": {"envs": envs.astype(int).tolist(),
+                               "z_spread": [round(float(v), 5) for v in history["causal/z_spread"]],
+                               "assignment_entropy": per_step("causal/assignment_entropy"),
+                               "effective_envs": per_step("causal/effective_envs")}}
+    for key in ("assignment_entropy", "effective_envs"):
+        values = [v for v in out["causal_per_step"][key] if v == v]
+        out[key] = float(np.mean(values)) if values else None
+    out["z_spread"] = float(np.mean(history["causal/z_spread"]))
+    return out
+
+
 def optimizer_steps(history: dict, cfg) -> int:
     """Optimizer steps of a `train_preference` run: its logged micro-batches over the gradient accumulation."""
     return -(-len(history["pref_loss"]) // max(1, cfg.grad_accum))
@@ -135,8 +160,7 @@ class PreferenceMethod(Method):
                          final_loss=float(np.mean(history["pref_loss"][-10:])))
         ctx.stats.update(self.method_stats(ctx))
         if self.causal:
-            ctx.stats["single_env_fraction"] = float(np.mean(history["causal/single_env"]))
-            ctx.stats["mean_envs"] = float(np.mean(history["causal/envs"]))
+            ctx.stats.update(causal_history_stats(history))
         return model
 
     def projection(self, ctx: MethodContext, model, n: int = 512) -> dict:

@@ -45,9 +45,7 @@ def environment_projection(model, regularizer, prompts: list[list[int]], popular
     and time period per point (1-based), and the adjusted mutual information of the environments with each."""
     hidden = prompt_representations(model, prompts, pad_id, device)
     with torch.inference_mode():
-        z = regularizer.g(hidden.to(regularizer.g.weight.device, regularizer.g.weight.dtype)).float().cpu()
-    if regularizer.config.normalize:
-        z = F.normalize(z, dim=-1)
+        z = regularizer.project(hidden.to(regularizer.g.weight.device, regularizer.g.weight.dtype)).float().cpu()
     z = z.numpy()
     envs = dbscan_labels(z, regularizer.config.min_samples, regularizer.config.eps_quantile)
     xy = PCA(n_components=2, random_state=0).fit_transform(z)

@@ -188,3 +188,17 @@ def test_regularizer_uses_the_given_reduce():
     reduce = lambda l, w=None: dro_reduce(l, w, beta_prime=0.5)  # noqa: E731
     loss, _, _ = reg(losses, torch.randn(8, 4), torch.randn(8), torch.randn(8, 4), reduce=reduce)
     assert torch.allclose(loss, reduce(losses))
+
+
+def test_history_stats_align_per_step_figures_with_the_steps_that_had_environments():
+    from methods.preference import causal_history_stats
+
+    history = {"causal/envs": [1.0, 2.0, 3.0, 0.0], "causal/z_spread": [0.5, 0.4, 0.3, 0.2],
+               "causal/assignment_entropy": [0.9, 0.5], "causal/effective_envs": [1.8, 2.5]}
+    out = causal_history_stats(history)
+    assert out["single_env_fraction"] == 0.5 and out["mean_envs"] == 1.5
+    steps = out["causal_per_step"]
+    assert steps["envs"] == [1, 2, 3, 0] and steps["z_spread"] == [0.5, 0.4, 0.3, 0.2]
+    assert np.isnan(steps["assignment_entropy"][0]) and steps["assignment_entropy"][1:3] == [0.9, 0.5]
+    assert np.isnan(steps["effective_envs"][3]) and out["effective_envs"] == pytest.approx(2.15)
+    assert out["assignment_entropy"] == pytest.approx(0.7) and out["z_spread"] == pytest.approx(0.35)

@@ -53,18 +53,33 @@ def test_projection_clusters_g_of_h_with_the_training_rule_and_reports_ami():
     assert (d_xy <= d_z + 1e-3).all()
 
 
-@pytest.mark.parametrize("assignment_grad", [True, False])
-def test_the_mmd_penalty_gives_the_projection_a_non_zero_gradient(assignment_grad):
-    """g reaches the penalty only through the centres and soft assignments: a non-zero gradient with
-    `assignment_grad`, none when they are detached (the check can tell the two apart)."""
-    h = prompt_representations(tiny_model(), prompts(16), 0, "cpu").clone()   # out of inference mode
+def penalty_gradients(assignment: str):
+    """(g's gradient, the prompt representation's gradient) of the MMD penalty, the reward held fixed so that the
+    assignments are the penalty's only path to g and to h."""
+    h = prompt_representations(tiny_model(), prompts(16), 0, "cpu").clone().requires_grad_(True)
     torch.manual_seed(0)
-    reg = CausalRegularizer(16, CausalConfig(projection_dim=8, assignment_grad=assignment_grad))
-    reward = torch.linspace(-1.0, 1.0, 16)                                    # fixed: no other path to the penalty
+    reg = CausalRegularizer(16, CausalConfig(projection_dim=8, assignment=assignment))
+    reward = torch.linspace(-1.0, 1.0, 16)
     _, penalty, stats = reg(torch.rand(16), h, reward, torch.zeros(16, 16))
     assert stats["causal/envs"] >= 2 and penalty.item() > 0
-    if assignment_grad:
-        penalty.backward()
-        assert reg.g.weight.grad.norm() > 1e-3 and torch.isfinite(reg.g.weight.grad).all()
-    else:
-        assert not penalty.requires_grad
+    assert 0 < stats["causal/assignment_entropy"] < 1 and 1 < stats["causal/effective_envs"] <= stats["causal/envs"]
+    if not penalty.requires_grad:
+        return None, None
+    penalty.backward()
+    return reg.g.weight.grad, h.grad
+
+
+def test_joint_assignments_let_g_and_the_policy_descend_the_mmd():
+    g_grad, h_grad = penalty_gradients("joint")
+    assert g_grad.norm() > 1e-3 and torch.isfinite(g_grad).all() and h_grad.norm() > 0
+
+
+def test_detached_assignments_carry_no_gradient():
+    assert penalty_gradients("detached") == (None, None)
+
+
+def test_adversarial_assignments_make_g_ascend_the_mmd_and_spare_the_policy():
+    joint, _ = penalty_gradients("joint")
+    adversarial, h_grad = penalty_gradients("adversarial")
+    torch.testing.assert_close(adversarial, -joint)                  # same step, the opposite direction
+    assert h_grad is None or h_grad.abs().max() == 0                 # no path to the policy through p
