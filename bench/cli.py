@@ -136,8 +136,13 @@ def run_command(args) -> int:
     SHIFTS.get(cfg.data.shift)
     DATASETS.get(cfg.data.dataset)
     PROTOCOLS.get(cfg.ranking.protocol)
+    if cfg.preference.negatives < 1:
+        raise ConfigError(f"preference.negatives (--negatives) must be at least 1, got {cfg.preference.negatives}")
     for name in names:
         method = methods.resolve(name, cfg.method_overrides.get(name))
+        own = getattr(method.config, "negatives", None)
+        if own is not None and own < 1:
+            raise ConfigError(f"--set {name}.negatives must be at least 1, got {own}")
         if method.shifts is not None and cfg.data.shift not in method.shifts:
             raise ConfigError(f"method {name!r} is defined for --shift {' or '.join(method.shifts)} only "
                               f"(got {cfg.data.shift!r})")

@@ -4,8 +4,10 @@ Files (``--raw`` is the folder holding them): ``BX-Book-Ratings.csv`` (``"User-I
 1,149,780 ratings, 0-10, where 0 is an *implicit* interaction) and ``BX-Books.csv`` (``"ISBN";"Book-Title";
 "Book-Author";"Year-Of-Publication";"Publisher";"Image-URL-S";"Image-URL-M";"Image-URL-L"``, 271,379 books).
 Both are ``;``-separated, every field double-quoted, in Windows-1252 (Latin-1 for the bytes cp1252 leaves
-undefined), with HTML entities in titles (``&amp;``, unescaped with `html.unescape`). The paper's Table 2 (278,858
-users, 271,379 items, 1,149,780 interactions) counts the three files before any filter (users from BX-Users.csv).
+undefined), with HTML entities in titles (``&amp;``, unescaped with `html.unescape`) and MySQL-style backslash
+escapes (``\\"``, ``\\'``: unescaped, so a title reads ``The "Secret" Garden``, not ``The \\"Secret\\" Garden``).
+The paper's Table 2 (278,858 users, 271,379 items, 1,149,780 interactions) counts the three files before any
+filter (users from BX-Users.csv).
 
 Parsing. A line is split on the ``";"`` separators after removing its outer quotes, which tolerates stray quotes and
 backslashes inside a field. A line that does not split into the expected number of fields (the dump has a few, e.g.
@@ -28,6 +30,7 @@ unique with `unique_titles` (editions of one title get " [2]", ...).
 from __future__ import annotations
 
 import html
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -35,6 +38,7 @@ import pandas as pd
 from .datasets import unique_titles
 from .prepared import RawData, RawSpec, register_raw
 
+BACKSLASH_ESCAPE = re.compile(r"""\\(["'\\])""")
 RATINGS = "BX-Book-Ratings.csv"
 BOOKS = "BX-Books.csv"
 MAX_YEAR = 2004
@@ -53,6 +57,11 @@ def decode(raw: bytes) -> str:
         return raw.decode("cp1252")
     except UnicodeDecodeError:
         return raw.decode("latin-1")
+
+
+def unescape(field: str) -> str:
+    """A field's text: HTML entities (``&amp;``) and the dump's backslash escapes (``\\"``, ``\\'``, ``\\\\``)."""
+    return BACKSLASH_ESCAPE.sub(r"\1", html.unescape(field))
 
 
 def split_line(line: str) -> list[str] | None:
@@ -101,7 +110,7 @@ def read_books(path: Path, skipped: Skipped) -> tuple[dict[str, int], dict[int, 
             continue
         item = len(ids) + 1
         ids[isbn] = item
-        titles[item] = " ".join(html.unescape(fields[1]).split()) or isbn
+        titles[item] = " ".join(unescape(fields[1]).split()) or isbn
         year = fields[3].strip()
         years[item] = int(year) if year.isdigit() and 1000 <= int(year) <= MAX_YEAR else 0
     return ids, unique_titles(titles), years, duplicates

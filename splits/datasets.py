@@ -9,8 +9,10 @@ rating, in file order) and a ``{item: title}`` map, then calls `make_dataset`, w
   not, flagged by the ``positive`` column). The paper says "at least 20 interactions"; we count positives, because
   only positives become samples and a user needs enough of them to have a history and a target.
 
-Rows are then sorted by (user, timestamp, original file row) and the index reset to 0..n-1: the index is the
-interaction id. The catalogue (`Dataset.titles`) is exactly the items that occur in the filtered interactions.
+Before the filters, one interaction per (user, item) is kept: the earliest, by (timestamp, file row), with its
+rating (repeated reviews of a business, repeated ratings of a book; RecBole's ``rm_dup_inter: first``), so a test
+target can never sit in the same user's history; ``info["duplicate_interactions"]`` counts those dropped. Rows are
+then sorted by (user, timestamp, original file row) and the index reset to 0..n-1: the index is the interaction id. The catalogue (`Dataset.titles`) is exactly the items that occur in the filtered interactions.
 """
 from __future__ import annotations
 
@@ -68,8 +70,10 @@ def make_dataset(
         "rating": raw["rating"].astype("float64").to_numpy(),
         "timestamp": raw["timestamp"].astype("int64").to_numpy(),
     })
-    frame["positive"] = frame["rating"] >= positive_threshold
     frame["row"] = range(len(frame))
+    repeated = frame.sort_values(["user", "item", "timestamp", "row"], kind="stable").duplicated(["user", "item"])
+    frame = frame.drop(index=repeated.index[repeated.to_numpy()])
+    frame["positive"] = frame["rating"] >= positive_threshold
     per_user = frame.groupby("user")["positive"].sum()
     kept_users = per_user.index[per_user >= min_user_positives]
     frame = frame[frame["user"].isin(kept_users)]
@@ -85,6 +89,7 @@ def make_dataset(
         "raw_users": int(raw["user"].nunique()),
         "raw_items": int(raw["item"].nunique()),
         "raw_interactions": len(raw),
+        "duplicate_interactions": int(repeated.sum()),
         "n_users": int(interactions["user"].nunique()),
         "n_items": len(items),
         "n_interactions": len(interactions),

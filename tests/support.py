@@ -131,6 +131,9 @@ def write_ml10m(folder: Path, ratings: list[str] | None = None) -> Path:
 
 
 def write_yelp(folder: Path, extra_review: str | None = None) -> Path:
+    """Businesses b1-b5 (b4 has no name) and 50 named shops; user A: 40 five-star reviews of distinct businesses,
+    3 four-star, 2 of the unnamed b4, 1 of an unknown business and a later 2-star repeat review of b1 (a duplicate);
+    user B: 39 five-star and 10 lower reviews of distinct businesses (one positive short of the filter)."""
     folder.mkdir(parents=True, exist_ok=True)
     businesses = [
         {"business_id": "b1", "name": "Starbucks", "city": "Las Vegas", "stars": 4.0},
@@ -138,7 +141,7 @@ def write_yelp(folder: Path, extra_review: str | None = None) -> Path:
         {"business_id": "b3", "name": "Joe's", "city": "Phoenix"},
         {"business_id": "b4", "name": None, "city": "Phoenix"},  # no name: its reviews are dropped
         {"business_id": "b5", "name": "Starbucks", "city": "Toronto"},
-    ]
+    ] + [{"business_id": f"s{k}", "name": f"Shop {k}", "city": "Madison"} for k in range(1, 51)]
     (folder / "yelp_academic_dataset_business.json").write_text("".join(json.dumps(b) + "\n" for b in businesses))
     reviews = []
     day = 0
@@ -149,18 +152,19 @@ def write_yelp(folder: Path, extra_review: str | None = None) -> Path:
         reviews.append({"review_id": f"r{len(reviews)}", "user_id": user, "business_id": business, "stars": stars,
                         "date": f"2015-{1 + day // 28:02d}-{1 + day % 28:02d} 12:00:00", "text": "..."})
 
-    bs = ["b1", "b2", "b3", "b5"]
-    for i in range(40):  # user A: 40 five-star reviews, 3 four-star, 2 on the unnamed b4, 1 on an unknown business
-        review("userA", bs[i % 4], 5)
-    for i in range(3):
-        review("userA", "b3", 4)
+    named = ["b1", "b2", "b3", "b5"] + [f"s{k}" for k in range(1, 51)]
+    for business in named[:40]:  # user A: 40 five-star reviews, 3 four-star, 2 on b4, 1 unknown, 1 repeat of b1
+        review("userA", business, 5)
+    for business in named[40:43]:
+        review("userA", business, 4)
     review("userA", "b4", 5)
     review("userA", "b4", 5)
     review("userA", "bX", 5)
-    for i in range(39):  # user B: 39 five-star + 10 others -> dropped
-        review("userB", bs[i % 4], 5.0)
-    for i in range(10):
-        review("userB", "b1", 1 + i % 4)
+    review("userA", "b1", 2)  # a second visit: one interaction per (user, item), the first is kept
+    for business in named[:39]:  # user B: 39 five-star + 10 others -> dropped
+        review("userB", business, 5.0)
+    for i, business in enumerate(named[39:49]):
+        review("userB", business, 1 + i % 4)
     lines = [json.dumps(r) for r in reviews]
     if extra_review is not None:
         lines.insert(4, extra_review)
@@ -176,18 +180,23 @@ BOOKS = [
     b'"0004";"Tom &amp; Jerry";"Other";"2050";"P";"s";"m";"l"',  # same title, impossible year
     b'"000500000X";"Dad\x92s Book";"A";"1980";"P";"s";"m";"l"',  # cp1252 right quote
     b'"0006";"The "Best" Book";"A";"2001";"P";"s";"m";"l"',  # stray quotes inside a field
-]
+    b'"0007";"The \\"Secret\\" Garden";"B";"1911";"P";"s";"m";"l"',  # the dump's backslash-escaped quotes
+] + [f'"1{k:03d}";"Book {k}";"A";"{1950 + k}";"P";"s";"m";"l"'.encode() for k in range(1, 31)]
 
 
 def write_bx(folder: Path) -> Path:
+    """User 10: 20 positives (8-10) on distinct books, 2 implicit 0s, one 7, a later re-rating of a book (a
+    duplicate), and ratings of a skipped book row and an unknown ISBN; two malformed lines; user 11: 19 positives
+    and 5 implicit (dropped by the filter)."""
     folder.mkdir(parents=True, exist_ok=True)
     ratings = ['"User-ID";"ISBN";"Book-Rating"']
-    kept = ["0001", "0002", "0004", "000500000x", "0006"]  # lower-case x: ISBNs are matched upper-case
-    ratings += [f'"10";"{kept[i % 5]}";"{8 + i % 3}"' for i in range(20)]  # 20 positives (8-10)
-    ratings += ['"10";"0001";"0"', '"10";"0002";"0"', '"10";"0006";"7"']  # 2 implicit, one 7 (not "> 7")
+    kept = ["0001", "0002", "0004", "000500000x", "0006", "0007"] + [f"1{k:03d}" for k in range(1, 15)]
+    ratings += [f'"10";"{isbn}";"{8 + i % 3}"' for i, isbn in enumerate(kept)]  # 20 positives; lower-case x:
+    ratings += ['"10";"1015";"0"', '"10";"1016";"0"', '"10";"1017";"7"']    # ISBNs are matched upper-case
+    ratings += ['"10";"0001";"3"']  # re-rated later: one interaction per (user, book), the first (10) is kept
     ratings += ['"10";"0003";"9"', '"10";"9999";"10"']  # book row skipped / unknown ISBN: dropped
     ratings += ['"12";"0001";"5";"extra"', '"abc";"0001";"5"']  # malformed: skipped
-    ratings += ['"11";"0001";"9"' for _ in range(19)] + ['"11";"0002";"0"' for _ in range(5)]  # dropped user
+    ratings += [f'"11";"1{k:03d}";"9"' for k in range(1, 20)] + [f'"11";"1{k:03d}";"0"' for k in range(20, 25)]
     (folder / "BX-Book-Ratings.csv").write_bytes(("\r\n".join(ratings) + "\r\n").encode("cp1252"))
     (folder / "BX-Books.csv").write_bytes(b"\r\n".join(BOOKS) + b"\r\n")
     return folder

@@ -109,7 +109,7 @@ def test_stats_table(tmp_path, capsys):
     assert "not prepared" in rows["ml-10m"] and "71,567" in rows["ml-10m"]  # the paper's figures still shown
     assert "not prepared" in rows["yelp2018"] and "31,668" in rows["yelp2018"]
     assert rows["book-crossing"].split()[1:3] == ["rating", ">="]
-    assert " 47 " in rows["book-crossing"] and " 23 " in rows["book-crossing"] and " 20 " in rows["book-crossing"]
+    assert " 48 " in rows["book-crossing"] and " 23 " in rows["book-crossing"] and " 20 " in rows["book-crossing"]
 
 
 # ---------------------------------------------------------------- download from a local server

@@ -2,20 +2,24 @@
 
 * Determinism: two fresh processes with the same seed write byte-identical split files (every shift), prepared data
   and SFT weights, and records with identical CPU metrics (`test_same_seed_two_fresh_processes_*`).
-* Interruption: a leaderboard grid killed with SIGKILL at a random point and restarted ends with the same records and
-  tables as an uninterrupted one, and every record finished before the kill survives byte for byte
+* Interruption: a leaderboard grid killed with SIGKILL at a random point after its first record leaves no partial
+  record and no temporary file, and restarted ends with the same records (full target ranks) and tables as an
+  uninterrupted one, every record finished before the kill surviving byte for byte
   (`test_grid_killed_at_a_random_point_then_restarted_*`).
 * Concurrency: two processes writing records into one folder lose and corrupt none, while a reader never sees a
   partial record (`test_two_processes_writing_records_*`); two leaderboard runners on one folder run every cell
-  exactly once (`test_two_leaderboard_runners_*`), sharing one cache: a cache entry (tokenizer, SFT model) that another
-  process puts in place first is kept, not an error (`test_cache_entry_saved_by_another_process_meanwhile_is_kept`).
-* Bad input: each kind below gives one `error:` line naming the input and a non-zero exit with nothing written, or a
-  documented fallback. Kinds already tested elsewhere are listed with their test; the others are tested here.
+  exactly once and write the records a single runner writes (`test_two_leaderboard_runners_*`), sharing one cache
+  and one SFT model: a cache entry (tokenizer, SFT model) that another process puts in place first is kept, not an
+  error (`test_cache_entry_saved_by_another_process_meanwhile_is_kept`).
+* Bad input: each kind below gives exactly one `error:` line on stderr naming the input (file:line, option or value)
+  and a non-zero exit with nothing written (`error_line` checks the one line), or a documented fallback. Tests of
+  other modules are named by their module; where those test below the command line and the command line reaches
+  the input, a test here goes through `bench.cli.main` too.
 
 | # | bad input | outcome | test |
 |---|---|---|---|
-| 1 | ML-10M malformed rating row (non-numeric, off-scale, wrong field count) | error `file:line` | test_raw_loaders.py::test_ml10m_malformed_line_names_file_and_line |
-| 2 | Yelp malformed line (not JSON, missing field, bad date) | error `file:line` | test_raw_loaders.py::test_yelp_malformed_line |
+| 1 | ML-10M malformed rating row (non-numeric, off-scale, wrong field count) | exit 2, `file:line`, nothing written | test_malformed_raw_lines_through_data_prepare (+ test_raw_loaders.py::test_ml10m_malformed_line_names_file_and_line) |
+| 2 | Yelp malformed line (not JSON, missing field, bad date) | exit 2, `file:line`, nothing written | test_malformed_raw_lines_through_data_prepare (+ test_raw_loaders.py::test_yelp_malformed_line) |
 | 3 | Book-Crossing broken rows, bad ids, ratings of unknown ISBNs | skipped and counted (documented) | test_raw_loaders.py::test_bookcrossing_counts |
 | 4 | truncated raw files (last line cut: ML-10M, Yelp), through `data prepare` | exit 2, `file:line`, nothing written | test_truncated_raw_files_name_file_and_line |
 | 5 | ML-10M movies.dat in Latin-1, Book-Crossing in cp1252 | decoded (documented fallback) | test_raw_loaders.py::test_ml10m_counts, ::test_bookcrossing_counts |
@@ -23,21 +27,21 @@
 | 7 | ML-10M ratings.dat in UTF-16 or with Latin-1 bytes | exit 2, `file:line` | test_wrong_encodings_name_file_and_line |
 | 8 | empty raw files (ratings, reviews, books, movies) (was prepared as an empty dataset, exit 0; fixed) | exit 2, nothing written | test_empty_or_unreadable_raw_files_prepare_nothing |
 | 9 | every raw line unreadable (Book-Crossing in UTF-16: all skipped) (was exit 0; fixed) | exit 2 with the skipped counts | test_empty_or_unreadable_raw_files_prepare_nothing |
-| 10 | missing raw files | error naming the files | test_raw_loaders.py::test_ml10m_missing_files, test_data_cli.py::test_cli_errors |
-| 11 | dataset not prepared | error with the `prepare` command | test_data_cli.py::test_missing_preparation_names_the_command |
-| 12 | corrupt prepared dataset / failed preparation | fingerprint error / earlier preparation untouched | test_data_cli.py::test_prepare_replaces_and_detects_corruption, ::test_failed_prepare_leaves_nothing |
+| 10 | missing raw files (raw folder missing or empty), through `data prepare` | exit 2 naming the folder and the files | test_missing_raw_files_name_the_folder_and_the_files (+ test_raw_loaders.py::test_ml10m_missing_files) |
+| 11 | dataset not prepared, through `bench run` | exit 2 with the `prepare` command | test_dataset_not_prepared_names_the_prepare_command (+ test_data_cli.py::test_missing_preparation_names_the_command) |
+| 12 | corrupt prepared dataset / failed preparation | exit 2, fingerprint error / earlier preparation untouched | test_corrupt_prepared_dataset_is_refused_and_a_failed_prepare_keeps_the_last_good_one (+ test_data_cli.py::test_prepare_replaces_and_detects_corruption, ::test_failed_prepare_leaves_nothing) |
 | 13 | no user left after the filters (was a ZeroDivisionError traceback; fixed) | exit 2 naming the dataset | test_dataset_with_no_user_left_is_an_error |
-| 14 | unknown dataset, method, shift, profile, protocol in `bench run` | exit 2, "did you mean" | test_cli.py::test_bad_input_exits_2_naming_it |
+| 14 | unknown dataset, method, shift, profile, protocol in `bench run` (flags or `--set`); unknown raw dataset in `data prepare` | exit 2, "did you mean" | test_cli.py::test_bad_input_exits_2_naming_it, test_unknown_raw_dataset_suggests_a_name |
 | 15 | unknown profile or table, bad `--shard`, bad `--seeds` in `bench leaderboard` (`--seeds x` named nothing; fixed) | exit 2 naming it | test_leaderboard_bad_names_exit_2 (+ test_leaderboard.py::test_table_names, ::test_parse_shard) |
 | 16 | `--set` unknown key or section, wrong type, no `=` in `bench run` | exit 2 naming it | test_cli.py::test_bad_input_exits_2_naming_it |
-| 17 | `--set` unknown section/method or wrong type in `bench leaderboard` (a typo was silently ignored; fixed) | exit 2 naming it | test_leaderboard_set_is_checked |
+| 17 | `--set` unknown section/method, wrong type or no `=` in `bench leaderboard` (a typo was silently ignored; fixed) | exit 2 naming it | test_leaderboard_set_is_checked |
 | 18 | `--set` a float to NaN (surfaced mid-run as "Invalid learning rate: nan"; fixed) | exit 2 naming the key | test_nan_setting_is_refused |
 | 19 | empty `--methods` | exit 2 | test_empty_methods |
 | 20 | users with empty histories | dropped and counted (documented) | test_samples.py::test_history_is_the_most_recent_training_positives_before_the_target |
 | 21 | duplicate titles | made unique with " [k]" (documented) | test_datasets.py::test_unique_titles_rule, test_raw_loaders.py::test_ml10m_counts |
 | 22 | titles differing only in whitespace (were "completions 0 and 1 are identical"; fixed) | made unique | test_titles_differing_only_in_whitespace_are_made_unique |
 | 23 | catalogue smaller than K: ranking.k > items | lists padded with -1 / shorter, metrics defined | test_ranking.py::test_top_k_ties_and_fill, test_k_larger_than_the_catalogue |
-| 24 | catalogue smaller than K negatives | error | test_samples.py::test_catalogue_too_small_for_k_negatives_is_an_error |
+| 24 | catalogue smaller than K negatives (`bench run --negatives`; checked only after SFT training) | exit 2 naming K and the catalogue size, no record | test_catalogue_too_small_for_k_negatives_in_a_run (+ test_samples.py::test_catalogue_too_small_for_k_negatives_is_an_error) |
 | 25 | NaN loss | stops with the step number | test_trainer.py::test_non_finite_loss_stops_with_the_step_number |
 | 26 | infinite loss at a later step | stops with that step number | test_infinite_loss_stops_with_its_step_number |
 | 27 | non-finite loss in a CLI run (was a traceback; fixed) | one `error:` line with the step, exit 1, no record | test_non_finite_loss_in_a_run_is_one_error_line |
@@ -82,9 +86,13 @@ def bench(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
                           env=ENV, timeout=timeout)
 
 
-def last_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else ""
+def error_line(err: str) -> str:
+    """The one `error: ...` line of a refused command's stderr (no traceback, no second error). A progress bar may
+    end just before it on the same line: tqdm moves back with a carriage return, not a newline."""
+    assert "Traceback" not in err, err[-3000:]
+    lines = [line[line.index("error: "):] for line in err.splitlines() if "error: " in line]
+    assert len(lines) == 1, err[-3000:]
+    return lines[0]
 
 
 def files(folder: Path) -> dict[str, bytes]:
@@ -160,49 +168,85 @@ GRID = textwrap.dedent("""
                "iid": grids.Column("ML-10M", "iid")}
     shifts, names = sys.argv[1].split(","), sys.argv[2].split(",")
     grids.TABLES["robust"] = grids.TableSpec("robust", "robustness grid", tuple(columns[s] for s in shifts),
-                                             tuple(grids.Row(m, m) for m in names))
+                                             tuple(grids.Row(n, n.split("@")[0], overrides=tuple(n.split("@")[1:]))
+                                                   for n in names))
     from bench.cli import main
     sys.exit(main(sys.argv[3:]))
 """)
 
 
-def grid_command(folder: Path, shifts: str, names: str, cache: Path | None = None) -> list[str]:
-    """`python -m bench leaderboard --profile smoke --tables robust` with a small table of our own."""
+def grid_command(folder: Path, shifts: str, names: str, cache: Path | None = None, *args: str) -> list[str]:
+    """`python -m bench leaderboard --profile smoke --tables robust ARGS` with a small table of our own; a name
+    `method@key=value` is a row of that method with that override (a group of its own)."""
     return [sys.executable, "-c", GRID, shifts, names, "leaderboard", "--profile", "smoke", "--tables", "robust",
             "--results", str(folder / "results"), "--cache", str(cache or folder / "cache"), "--out",
-            str(folder / "tables")]
+            str(folder / "tables"), *args]
+
+
+# every target ranked (k > the 1681 items): records compare full ranks, not "not in the top 20" for nearly all
+FULL_RANKS = ("--set", "ranking.k=2000")
 
 
 def tables(folder: Path) -> dict[str, bytes]:
     return {name: data for name, data in files(folder / "tables").items() if name != "README.md"}  # README: dates
 
 
+def wait_for_a_record(proc: subprocess.Popen, results: Path, started: float, timeout: float = 180) -> float:
+    """Seconds from `started` until `proc` has written its first record into `results` (fails if it ends first)."""
+    while True:
+        ended = proc.poll() is not None                          # polled first: a record written just before the
+        if any(results.rglob("*.json")):                         # exit is still seen
+            return time.perf_counter() - started
+        assert not ended, f"the grid ended (status {proc.returncode}) before writing any record"
+        assert time.perf_counter() - started < timeout, f"no record after {timeout}s"
+        time.sleep(0.05)
+
+
+def temporaries(folder: Path) -> list[str]:
+    """What a writer removes once done: `.NAME.json.XXXX.tmp` records, `.NAME.XXXX` folders (tempfile.mkdtemp),
+    `.write-probe-` files, lock graves; everything dot-named but the `.locks` folder and its `*.lock` files."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
+                  if p.name.endswith(".tmp") or (p.name.startswith(".") and p.name != ".locks")
+                  or (p.parent.name == ".locks" and not p.name.endswith(".lock")))
+
+
 def test_grid_killed_at_a_random_point_then_restarted_equals_an_uninterrupted_one(tmp_path):
     shifts, names = "temporal,popularity", "mostpop,random,sft"
     start = time.perf_counter()
-    ref = subprocess.run(grid_command(tmp_path / "ref", shifts, names), cwd=ROOT, env=ENV, capture_output=True,
-                         text=True, timeout=300)
+    with open(tmp_path / "ref.log", "w") as log:
+        ref = subprocess.Popen(grid_command(tmp_path / "ref", shifts, names, None, *FULL_RANKS), cwd=ROOT, env=ENV,
+                               stdout=subprocess.DEVNULL, stderr=log)
+        first = wait_for_a_record(ref, tmp_path / "ref" / "results", start)
+        ref.wait(timeout=300)
     duration = time.perf_counter() - start
-    assert ref.returncode == 0, ref.stderr[-3000:]
+    assert ref.returncode == 0, (tmp_path / "ref.log").read_text()[-3000:]
     expected = record_results(tmp_path / "ref" / "results")
     assert len(expected) == 6
 
-    delay = random.uniform(0.5, 0.9 * duration)
-    where = f"killed after {delay:.1f}s of a {duration:.1f}s grid"
+    # kill at a random point after the first record (then there is something to keep), before the grid would end
+    delay = random.uniform(0, 0.75 * (duration - first))
     run = tmp_path / "run"
-    proc = subprocess.Popen(grid_command(run, shifts, names), cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    start = time.perf_counter()
+    proc = subprocess.Popen(grid_command(run, shifts, names, None, *FULL_RANKS), cwd=ROOT, env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        proc.wait(timeout=delay)
-    except subprocess.TimeoutExpired:
+        after = wait_for_a_record(proc, run / "results", start)
+        where = f"killed {delay:.1f}s after the first record ({after:.1f}s) of a grid that took {duration:.1f}s"
+        time.sleep(delay)
+    finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    finished = {p: p.read_bytes() for p in (run / "results").rglob("*.json")} if (run / "results").exists() else {}
+    assert proc.returncode == -signal.SIGKILL, where             # died by the signal, not a normal exit
+    finished = {p: p.read_bytes() for p in (run / "results").rglob("*.json")}
+    assert finished, where
     for path, data in finished.items():
         json.loads(data)                                         # no partial record, ever
+    # writers rename or remove their temporaries (only a kill inside write_record's few milliseconds leaves one)
+    assert not temporaries(run / "results"), f"{where}: {temporaries(run / 'results')}"
+    assert len(list((run / "results" / ".locks").glob("*.lock"))) <= 1, where   # the killed runner's group only
 
-    again = subprocess.run(grid_command(run, shifts, names), cwd=ROOT, env=ENV, capture_output=True, text=True,
-                           timeout=300)
+    again = subprocess.run(grid_command(run, shifts, names, None, *FULL_RANKS), cwd=ROOT, env=ENV,
+                           capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, f"{where}\n{again.stderr[-3000:]}"
     assert f"{len(finished)} already finished" in again.stderr, where
     assert record_results(run / "results") == expected, where
@@ -210,23 +254,43 @@ def test_grid_killed_at_a_random_point_then_restarted_equals_an_uninterrupted_on
         assert path.read_bytes() == data, f"{where}: {path} was lost or rewritten"
     assert tables(run) == tables(tmp_path / "ref") and tables(run), where
     assert not list((run / "results" / ".locks").glob("*.lock")), where
+    assert not temporaries(run / "results"), where
 
 
 def test_two_leaderboard_runners_on_one_folder_run_every_cell_once(tmp_path):
-    shifts, names = "temporal,popularity,iid", "mostpop,random"
-    cache = tmp_path / "cache"
-    procs = [subprocess.Popen(grid_command(tmp_path, shifts, names, cache), cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    """Two runners share one results folder and one cache. The grid is two groups of one SFT family (the second
+    differs in a ranking setting only): while one runner holds the first group, the other runs the second at once
+    (it has nothing else to do), so both need the same SFT model and tokenizer from the shared cache, training or
+    saving them side by side or loading what the other saved. Their records must equal those of a single runner
+    started beside them on folders of its own."""
+    shifts, names = "temporal", "mostpop,random,sft,sft@ranking.batch_size=8"
+    small = ("--set", "data.max_train_samples=64", "--set", "data.max_eval_samples=16", *FULL_RANKS)
+    cache, single = tmp_path / "cache", tmp_path / "single"
+    commands = [grid_command(tmp_path, shifts, names, cache, *small) for _ in range(2)]
+    commands.append(grid_command(single, shifts, names, None, *small))
+    procs = [subprocess.Popen(command, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True) for command in commands]
     logs = []
     for proc in procs:
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err[-3000:]
         logs.append(err)
-    ran = [int(line.split("] ran ")[1].split()[0]) for log in logs for line in log.splitlines() if "] ran " in line]
-    assert sum(ran) == 6, logs                                   # no cell trained twice, none left out
+    ran = [int(line.split("] ran ")[1].split()[0]) for log in logs[:2] for line in log.splitlines()
+           if "] ran " in line]
+    assert sum(ran) == 4, logs[:2]                               # no cell trained twice, none left out
     records = list((tmp_path / "results").rglob("*.json"))
-    assert len(records) == 6 and all(json.loads(p.read_text())["results"] for p in records)
-    assert not list((tmp_path / "results").rglob("*.tmp"))
+    assert len(records) == 4 and all(json.loads(p.read_text())["results"] for p in records)
+    expected = record_results(single / "results")
+    assert len(expected) == 4 and sorted(r["method"] for r in expected.values()) == ["mostpop", "random", "sft", "sft"]
+    assert record_results(tmp_path / "results") == expected     # same keys, metrics, target ranks, SFT tags
+    assert not temporaries(tmp_path / "results") and not temporaries(cache)
+    assert not list((tmp_path / "results" / ".locks").glob("*.lock"))
+    for rec in expected.values():                                # ranks that can tell one model from another
+        assert len(set(rec["results"]["ood_test"]["target_ranks"])) > 1, rec["method"]
+    sft_tags = {r["sft_tag"] for r in expected.values() if r["sft_tag"]}
+    assert len(sft_tags) == 1                                   # one SFT model, shared by the two groups
+    assert {p.name for p in (cache / "sft").iterdir()} == {p.name for p in (single / "cache" / "sft").iterdir()} \
+        == sft_tags
 
 
 # ================================================================ concurrent record writers
@@ -285,14 +349,14 @@ def test_truncated_raw_files_name_file_and_line(tmp_path, capsys):
     ratings = ml / "ratings.dat"
     ratings.write_bytes(ratings.read_bytes()[:-7])               # the last line cut to "3::4::3.5"
     code, err = prepare_cli("ml-10m", ml, tmp_path / "d1", capsys)
-    assert code == 2 and err.startswith("error: ") and f"ratings.dat:{len(ml10m_lines())}:" in err
+    assert code == 2 and error_line(err).startswith(f"error: {ratings}:{len(ml10m_lines())}: expected 4 ")
     assert_nothing_prepared(tmp_path / "d1")
     yelp = write_yelp(tmp_path / "yelp")
     reviews = yelp / "yelp_academic_dataset_review.json"
     n_lines = len(reviews.read_text().splitlines())
     reviews.write_bytes(reviews.read_bytes()[:-30])
     code, err = prepare_cli("yelp2018", yelp, tmp_path / "d2", capsys)
-    assert code == 2 and f"yelp_academic_dataset_review.json:{n_lines}: not JSON" in err
+    assert code == 2 and error_line(err).startswith(f"error: {reviews}:{n_lines}: not JSON")
     assert_nothing_prepared(tmp_path / "d2")
 
 
@@ -301,18 +365,63 @@ def test_wrong_encodings_name_file_and_line(tmp_path, capsys):
     reviews = yelp / "yelp_academic_dataset_review.json"
     reviews.write_bytes(reviews.read_bytes().replace(b'"text": "..."', '"text": "café"'.encode("latin-1"), 1))
     code, err = prepare_cli("yelp2018", yelp, tmp_path / "d1", capsys)
-    assert code == 2 and "yelp_academic_dataset_review.json:1: not UTF-8" in err
+    assert code == 2 and error_line(err).startswith(f"error: {reviews}:1: not UTF-8")
     assert_nothing_prepared(tmp_path / "d1")
     ml = write_ml10m(tmp_path / "ml16")
     (ml / "ratings.dat").write_bytes((ml / "ratings.dat").read_text().encode("utf-16"))
     code, err = prepare_cli("ml-10m", ml, tmp_path / "d2", capsys)
-    assert code == 2 and "ratings.dat:1: expected 4 '::'-separated fields" in err
+    assert code == 2 and error_line(err).startswith(f"error: {ml / 'ratings.dat'}:1: expected 4 '::'-separated fields")
     ml = write_ml10m(tmp_path / "ml1")
     (ml / "ratings.dat").write_bytes((ml / "ratings.dat").read_bytes().replace(b"1::2::", b"1::\xe9::", 1))
     code, err = prepare_cli("ml-10m", ml, tmp_path / "d3", capsys)
-    assert code == 2 and "ratings.dat:2: non-numeric field" in err
+    assert code == 2 and error_line(err).startswith(f"error: {ml / 'ratings.dat'}:2: non-numeric field")
     assert_nothing_prepared(tmp_path / "d2")
     assert_nothing_prepared(tmp_path / "d3")
+
+
+@pytest.mark.parametrize("dataset, bad, message", [
+    ("ml-10m", "1::2::abc::978300760", "non-numeric"),
+    ("ml-10m", "1::2::4.3::978300760", "half star"),             # off the 0.5-step scale
+    ("ml-10m", "1::2::4::978300760::9", "expected 4"),
+    ("yelp2018", "{not json", "not JSON"),
+    ("yelp2018", '{"user_id": "u", "stars": 5}', "missing field"),
+    ("yelp2018", '{"user_id": "u", "business_id": "b1", "stars": 5, "date": "2015/01/01"}', "bad stars/date"),
+])
+def test_malformed_raw_lines_through_data_prepare(tmp_path, capsys, dataset, bad, message):
+    if dataset == "ml-10m":
+        lines = ml10m_lines()
+        lines.insert(2, bad)
+        raw = write_ml10m(tmp_path / "raw", lines)
+        where = f"{raw / 'ratings.dat'}:3: "
+    else:
+        raw = write_yelp(tmp_path / "raw", extra_review=bad)
+        where = f"{raw / 'yelp_academic_dataset_review.json'}:5: "
+    code, err = prepare_cli(dataset, raw, tmp_path / "data", capsys)
+    line = error_line(err)
+    assert code == 2 and line.startswith(f"error: {where}") and message in line
+    assert_nothing_prepared(tmp_path / "data")
+
+
+@pytest.mark.parametrize("dataset, names", [
+    ("ml-10m", ("ratings.dat", "movies.dat")),
+    ("yelp2018", ("yelp_academic_dataset_review.json", "yelp_academic_dataset_business.json")),
+    ("book-crossing", ("BX-Book-Ratings.csv", "BX-Books.csv")),
+])
+@pytest.mark.parametrize("folder", ["missing", "empty"])
+def test_missing_raw_files_name_the_folder_and_the_files(tmp_path, capsys, dataset, names, folder):
+    raw = tmp_path / folder
+    if folder == "empty":
+        raw.mkdir()
+    code, err = prepare_cli(dataset, raw, tmp_path / "data", capsys)
+    line = error_line(err)
+    assert code == 2 and line.startswith(f"error: {raw}: no ") and all(name in line for name in names)
+    assert_nothing_prepared(tmp_path / "data")
+
+
+def test_unknown_raw_dataset_suggests_a_name(tmp_path, capsys):
+    code, err = prepare_cli("ml-10k", write_ml10m(tmp_path / "raw"), tmp_path / "data", capsys)
+    assert code == 2 and error_line(err).startswith("error: unknown raw dataset 'ml-10k'. Did you mean 'ml-10m'?")
+    assert_nothing_prepared(tmp_path / "data")
 
 
 @pytest.mark.parametrize("dataset, writer, file, content, message", [
@@ -329,7 +438,8 @@ def test_empty_or_unreadable_raw_files_prepare_nothing(tmp_path, capsys, dataset
     path = folder / file
     path.write_bytes(path.read_bytes().decode("cp1252").encode("utf-16") if content is None else content)
     code, err = prepare_cli(dataset, folder, tmp_path / "data", capsys)
-    assert code == 2 and err.startswith(f"error: {dataset}: ") and message in err and path.name in err
+    line = error_line(err)
+    assert code == 2 and line.startswith(f"error: {dataset}: ") and message in line and path.name in line
     assert_nothing_prepared(tmp_path / "data")
 
 
@@ -338,13 +448,53 @@ def run_args(tmp_path: Path, *args: str) -> list[str]:
             f"cache_dir={tmp_path / 'cache'}", *args]
 
 
+def assert_no_record(tmp_path: Path) -> None:
+    assert not [p for p in tmp_path.joinpath("results").rglob("*") if p.is_file()]
+
+
+def test_dataset_not_prepared_names_the_prepare_command(tmp_path, capsys, monkeypatch):
+    data = tmp_path / "data"
+    monkeypatch.setenv("BENCH_DATA_DIR", str(data))
+    assert main(run_args(tmp_path, "--methods", "mostpop", "--dataset", "ml-10m")) == 2
+    line = error_line(capsys.readouterr().err)
+    assert line.startswith(f"error: dataset 'ml-10m' is not prepared in {data}")
+    assert line.endswith("run: python -m bench data prepare --dataset ml-10m --raw PATH/ml-10M100K")
+    assert_no_record(tmp_path)
+    assert not data.exists()
+
+
+def test_corrupt_prepared_dataset_is_refused_and_a_failed_prepare_keeps_the_last_good_one(tmp_path, capsys,
+                                                                                          monkeypatch):
+    data = tmp_path / "data"
+    monkeypatch.setenv("BENCH_DATA_DIR", str(data))
+    assert prepare_cli("ml-10m", write_ml10m(tmp_path / "raw"), data, capsys)[0] == 0
+    npz = data / "ml-10m" / "interactions.npz"
+    with np.load(npz) as f:
+        arrays = {k: f[k] for k in f.files}
+    arrays["rating"][0] = 1.0
+    np.savez_compressed(npz, **arrays)                           # one rating changed, the manifest not
+    assert main(run_args(tmp_path, "--methods", "mostpop", "--dataset", "ml-10m")) == 2
+    line = error_line(capsys.readouterr().err)
+    assert line.startswith(f"error: {data / 'ml-10m'}: contents do not match the manifest's fingerprint")
+    assert "python -m bench data prepare --dataset ml-10m" in line
+    assert_no_record(tmp_path)
+    before = files(data)
+    bad = tmp_path / "bad" / "ml-10M100K"                        # a new preparation that fails half-way
+    bad.mkdir(parents=True)
+    (bad / "ratings.dat").write_text("1::2::5::10\n1::2::x::11\n")
+    (bad / "movies.dat").write_text("2::M (1990)::Drama\n")
+    code, err = prepare_cli("ml-10m", bad.parent, data, capsys)
+    assert code == 2 and error_line(err).startswith(f"error: {bad / 'ratings.dat'}:2: ")
+    assert files(data) == before                                 # the last preparation untouched, nothing beside it
+
+
 def test_dataset_with_no_user_left_is_an_error(tmp_path, capsys):
     lines = [line for line in ml10m_lines() if line.startswith("2::")]  # user 2: 19 positives, below 20
     raw = write_ml10m(tmp_path / "raw", lines)
     code = main(run_args(tmp_path, "--methods", "mostpop", "--dataset", "ml-10m", "--set", f"data.raw_path={raw}"))
-    err = capsys.readouterr().err
-    assert code == 2 and "error: dataset 'ml-10m' has no positive interaction left" in err and ">= 20" in err
-    assert not list(tmp_path.joinpath("results").rglob("*.json"))
+    line = error_line(capsys.readouterr().err)
+    assert code == 2 and line.startswith("error: dataset 'ml-10m' has no positive interaction left") and ">= 20" in line
+    assert_no_record(tmp_path)
 
 
 def test_titles_differing_only_in_whitespace_are_made_unique(tmp_path, capsys):
@@ -361,50 +511,52 @@ def test_titles_differing_only_in_whitespace_are_made_unique(tmp_path, capsys):
 # ================================================================ bad input: command line
 
 @pytest.mark.parametrize("args, message", [
-    (["--profile", "smok"], "did you mean 'smoke'"),
-    (["--tables", "10"], "unknown table '10'"),
-    (["--shard", "2/2"], "--shard '2/2'"),
-    (["--seeds", "0,x"], "--seeds '0,x': expected comma-separated integers"),
-    (["--seeds", ","], "--seeds is empty"),
+    (["--profile", "smok"], "error: unknown profile 'smok'. Did you mean 'smoke'?"),
+    (["--tables", "10"], "error: unknown table '10'"),
+    (["--shard", "2/2"], "error: --shard '2/2': need 0 <= i < n"),
+    (["--shard", "x"], "error: --shard 'x': expected i/n"),
+    (["--seeds", "0,x"], "error: --seeds '0,x': expected comma-separated integers"),
+    (["--seeds", ","], "error: --seeds is empty"),
 ])
 def test_leaderboard_bad_names_exit_2(tmp_path, capsys, args, message):
     argv = ["leaderboard", "--profile", "smoke", "--tables", "6", "--results", str(tmp_path / "results"), "--out",
             str(tmp_path / "out"), *args]
     assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert message.lower() in err.lower() and last_line(err).startswith("error: ")
+    assert error_line(capsys.readouterr().err).startswith(message)
     assert not any(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("assignment, message", [
-    ("nosuch.key=1", "'nosuch' is neither a config section"),
-    ("causaldop.beta=0.5", "did you mean 'causaldpo'"),
-    ("simpo.beta=abc", "expected float"),       # simpo is not in table 1: was ignored without a word
-    ("dpo.gama=1", "unknown hyperparameter 'gama'"),
-    ("sft.epoch=1", "did you mean 'epochs'"),
-    ("seed=one", "expected int"),
+@pytest.mark.parametrize("assignment, named, message", [
+    ("nosuch.key=1", "--set nosuch.key=1: ", "'nosuch' is neither a config section"),
+    ("causaldop.beta=0.5", "--set causaldop.beta=0.5: ", "did you mean 'causaldpo'"),
+    ("simpo.beta=abc", "--set simpo.beta: ", "expected float, got 'abc'"),  # simpo is not in table 1: was ignored
+    ("dpo.gama=1", "--set dpo: ", "unknown hyperparameter 'gama'"),
+    ("sft.epoch=1", "--set sft.epoch=1: ", "did you mean 'epochs'"),
+    ("seed=one", "--set seed=one: ", "expected int, got 'one'"),
+    ("seed", "--set 'seed': ", "expected key=value"),
 ])
-def test_leaderboard_set_is_checked(tmp_path, capsys, assignment, message):
+def test_leaderboard_set_is_checked(tmp_path, capsys, assignment, named, message):
     argv = ["leaderboard", "--profile", "smoke", "--tables", "1", "--results", str(tmp_path / "results"), "--out",
             str(tmp_path / "out"), "--set", assignment]
     assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert message.lower() in err.lower() and last_line(err).startswith("error: ")
+    line = error_line(capsys.readouterr().err)
+    assert line.startswith(f"error: {named}") and message.lower() in line.lower()
     assert not any(tmp_path.iterdir())
     assert main(argv[:-2] + ["--set", "dpo.beta=0.2", "--dry-run"]) == 0     # a good one still passes
 
 
 def test_nan_setting_is_refused(tmp_path, capsys):
     assert main(run_args(tmp_path, "--methods", "sft", "--set", "sft.learning_rate=.nan")) == 2
-    assert "sft.learning_rate: expected a number, got NaN" in capsys.readouterr().err
+    assert error_line(capsys.readouterr().err) == \
+        "error: --set sft.learning_rate=.nan: sft.learning_rate: expected a number, got NaN"
     assert main(run_args(tmp_path, "--methods", "dpo", "--set", "dpo.beta=.nan")) == 2
-    assert "dpo.beta: expected a number, got NaN" in capsys.readouterr().err
+    assert error_line(capsys.readouterr().err) == "error: --set dpo.beta: expected a number, got NaN"
     assert not any(tmp_path.iterdir())
 
 
 def test_empty_methods(tmp_path, capsys):
     assert main(run_args(tmp_path, "--methods", " , ")) == 2
-    assert "error: --methods is empty" in capsys.readouterr().err
+    assert error_line(capsys.readouterr().err) == "error: --methods is empty"
     assert not any(tmp_path.iterdir())
 
 
@@ -412,14 +564,16 @@ def test_results_folder_not_writable(tmp_path, capsys):
     blocker = tmp_path / "file.txt"                              # tests run as root: a file in the path, not chmod
     blocker.write_text("not a folder")
     proc = bench(*run_args(tmp_path, "--methods", "mostpop,sft"), "--set", f"results_dir={blocker / 'results'}")
-    assert proc.returncode == 2 and last_line(proc.stderr).startswith("error: results_dir ")
-    assert "file.txt/results' is not a writable folder" in proc.stderr and "Traceback" not in proc.stderr
+    line = error_line(proc.stderr)
+    assert proc.returncode == 2 and line.startswith(f"error: results_dir '{blocker / 'results'}' is not a writable "
+                                                    "folder")
     assert "sft: training" not in proc.stderr                    # refused before any training
     assert blocker.read_text() == "not a folder"
     assert main(["leaderboard", "--profile", "smoke", "--tables", "6", "--results", str(blocker / "results"),
                  "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
-    assert "error: --results " in err and "not a writable folder" in err and "running" not in err
+    assert error_line(err).startswith(f"error: --results '{blocker / 'results'}' is not a writable folder")
+    assert "running" not in err
     assert not (tmp_path / "out").exists()
 
 
@@ -438,11 +592,10 @@ def test_k_larger_than_the_catalogue(tmp_path, capsys):
 
 
 def test_infinite_loss_stops_with_its_step_number():
-    from test_trainer import PAD, pairs, tiny_model
-
     from methods.losses import mean_reduce
     from methods.train.config import PreferenceConfig
     from methods.train.preference import NonFiniteLoss, reference_logps, train_preference
+    from tests.support import PAD, pairs, tiny_model
 
     model, data = tiny_model(), pairs(n=16, k=1)
     ref = reference_logps(model, data, PAD, "cpu")
@@ -460,9 +613,18 @@ def test_infinite_loss_stops_with_its_step_number():
 def test_non_finite_loss_in_a_run_is_one_error_line(tmp_path):
     proc = bench(*run_args(tmp_path, "--methods", "sft", "--set", "sft.learning_rate=.inf"))
     assert proc.returncode == 1, proc.stderr[-2000:]
-    assert "Traceback" not in proc.stderr
-    assert "error: non-finite SFT loss (nan) at step 2\n" in proc.stderr     # (a progress bar may close after it)
+    assert error_line(proc.stderr) == "error: non-finite SFT loss (nan) at step 2"  # a progress bar may close after
     assert not list(tmp_path.joinpath("results").rglob("*.json")) and not (tmp_path / "cache" / "sft").exists()
+
+
+def test_catalogue_too_small_for_k_negatives_in_a_run(tmp_path, capsys):
+    """Checked when the negatives are drawn, after the SFT model is trained (kept small here)."""
+    argv = run_args(tmp_path, "--methods", "dpo", "--negatives", "5000", "--set", "data.max_train_samples=32",
+                    "--set", "data.max_eval_samples=8")
+    assert main(argv) == 2
+    assert error_line(capsys.readouterr().err).startswith("error: a catalogue of 1681 items is too small for 5000 "
+                                                          "negatives per sample")
+    assert_no_record(tmp_path)
 
 
 def test_corrupt_sft_and_tokenizer_cache_entries_are_rebuilt(tmp_path, capsys):
@@ -490,9 +652,30 @@ def test_corrupt_sft_and_tokenizer_cache_entries_are_rebuilt(tmp_path, capsys):
     assert "sft: cached" in err and "sft: training" not in err and ranks == first
 
 
-def test_corrupt_record_is_rerun_and_replaced(tmp_path):
-    from test_leaderboard import FakeRun
+class FakeRun:
+    """Stands in for bench.pipeline.run: notes each call and writes, per method, a record that names its cell."""
 
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, cfg, names, log):
+        import dataclasses
+
+        import methods
+        from bench.pipeline import record_key_for
+        from bench.results import record_path, write_record
+
+        self.calls.append((cfg.data.dataset, cfg.data.shift, cfg.seed, list(names)))
+        for name in names:
+            hparams = dataclasses.asdict(methods.resolve(name, cfg.method_overrides.get(name)).config)
+            rec = {"method": name, "hyperparameters": hparams, "config": cfg.to_dict(), "split_fingerprint": "f" * 64,
+                   "results": {"ood_test": {"metrics": {"HR@10": 0.1}}}, "created": "2026-01-01T00:00:00+0000"}
+            rec["key"] = record_key_for(name, hparams, rec["config"], rec["split_fingerprint"])
+            write_record(record_path(cfg.results_dir, cfg.data.dataset, cfg.data.shift, name, rec["key"]), rec)
+        return []
+
+
+def test_corrupt_record_is_rerun_and_replaced(tmp_path):
     cells = [Cell("ml-100k", "temporal", m, 0) for m in ("dpo", "sft")]
     runner = GridRunner("tiny", tmp_path, run_fn=FakeRun(), log=lambda m: None)
     assert len(runner.run(group_cells(cells)).ran) == 2

@@ -5,11 +5,13 @@ from __future__ import annotations
 import types
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import methods
 from methods.hparams import ConfigError
 from splits import build_split, load_dataset
+from splits.datasets import make_dataset
 
 
 @pytest.fixture(scope="module")
@@ -46,15 +48,22 @@ def test_oracle_exists_only_for_the_exposure_shift():
     assert methods.method_class("oracle-mf").shifts == ("exposure",)
 
 
-def test_implicit_ratings_stay_out_of_the_mf_fit_but_count_as_seen(tmp_path):
-    from tests.support import write_bx
-
-    dataset = load_dataset("book-crossing", raw_path=str(write_bx(tmp_path / "bx")), min_user_positives=5)
-    assert dataset.info["implicit_rating"] == 0.0
+def test_implicit_ratings_stay_out_of_the_mf_fit_but_count_as_seen():
+    """Book-Crossing's 0s mark exposure, not dislike: the imputation MF never sees them as ratings of 0, yet an
+    implicitly seen item is never drawn as an unseen OOD target."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for user in range(40):
+        items = rng.choice(60, size=13, replace=False)
+        rows += [(user, int(i), 0.0, t) for t, i in enumerate(items[:3])]                 # early implicit 0s
+        rows += [(user, int(i), float(rng.integers(8, 11)), 100 + t) for t, i in enumerate(items[3:])]
+    raw = pd.DataFrame(rows, columns=["user", "item", "rating", "timestamp"])
+    dataset = make_dataset("toy", raw, {i: f"Book {i}" for i in range(60)}, 8.0, 5, info={"implicit_rating": 0.0})
     split = build_split(dataset, "exposure", 0)
-    implicit = dataset.interactions[dataset.interactions["rating"] == 0]
-    assert split.info["mf"]["implicit_ratings_left_out"] > 0
-    assert split.info["mf"]["fit_ratings"] + split.info["mf"]["implicit_ratings_left_out"] <= len(dataset.interactions)
-    for user, item in zip(implicit["user"], implicit["item"]):              # never drawn as an "unseen" target
-        ood = split["ood_test"]
-        assert not ((ood["user"] == user) & (ood["item"] == item)).any()
+    assert split.info["mf"]["implicit_ratings_left_out"] == 40 * 3
+    assert split.info["mf"]["fit_ratings"] == len(raw) - 40 * 3 - split.info["observed_ood_positives"]
+    implicit = set(zip(raw.loc[raw["rating"] == 0, "user"], raw.loc[raw["rating"] == 0, "item"]))
+    ood = split["ood_test"]
+    assert not implicit & set(zip(ood["user"], ood["item"]))
+    without = build_split(make_dataset("toy", raw, {i: f"Book {i}" for i in range(60)}, 8.0, 5), "exposure", 0)
+    assert without.info["mf"]["fit_ratings"] == split.info["mf"]["fit_ratings"] + 40 * 3   # as ratings of 0

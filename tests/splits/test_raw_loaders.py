@@ -21,7 +21,9 @@ def test_ml10m_counts(tmp_path):
     ds = load_dataset("ml-10m", raw_path=str(write_ml10m(tmp_path)))
     info = ds.info
     assert (info["raw_users"], info["raw_interactions"]) == (3, 22 + 24 + 25)
-    assert (info["n_users"], info["n_interactions"], info["n_positives"]) == (2, 22 + 25, 20 + 21)
+    # user 3 rated items 1-4 twice (4.5, then 3.5): one interaction per (user, item), the first, is kept
+    assert info["duplicate_interactions"] == 5 + 4                   # users 2 (items 1-5) and 3 (items 1-4)
+    assert (info["n_users"], info["n_interactions"], info["n_positives"]) == (2, 22 + 21, 20 + 21)
     assert ds.positive_threshold == 4.5 and ds.min_user_positives == 20
     df = ds.interactions
     assert tuple(df.columns) == COLUMNS and df.index.equals(pd.RangeIndex(len(df)))
@@ -61,15 +63,19 @@ def test_yelp_counts(tmp_path):
     ds = load_dataset("yelp2018", raw_path=str(write_yelp(tmp_path / "yelp")))
     info = ds.info
     assert info["businesses_without_name"] == 1 and info["reviews_dropped_no_business"] == 3
-    assert (info["raw_users"], info["raw_interactions"]) == (2, 43 + 49)
+    assert (info["raw_users"], info["raw_interactions"]) == (2, 44 + 49)
+    assert info["duplicate_interactions"] == 1                       # user A's second review of b1
     assert (info["n_users"], info["n_interactions"], info["n_positives"]) == (1, 43, 40)
     assert ds.positive_threshold == 5.0 and ds.min_user_positives == 40
-    assert ds.titles == {1: "Starbucks (Las Vegas)", 2: "Starbucks (Las Vegas) [2]", 3: "Joe's (Phoenix)",
-                         4: "Starbucks (Toronto)"}  # b5 gets id 4: b4 (no name) gets none
+    assert {i: ds.titles[i] for i in range(1, 5)} == {1: "Starbucks (Las Vegas)", 2: "Starbucks (Las Vegas) [2]",
+                                                      3: "Joe's (Phoenix)", 4: "Starbucks (Toronto)"}  # b4: no id
     df = ds.interactions
     assert (df["timestamp"].diff().dropna() > 0).all()
     assert df["timestamp"].iloc[0] == int(pd.Timestamp("2015-01-02 12:00:00", tz="UTC").timestamp())
     assert not df.loc[df["rating"] == 4, "positive"].any()
+    assert not df.duplicated(["user", "item"]).any()
+    first_b1 = df[(df["item"] == 1)]
+    assert len(first_b1) == 1 and first_b1["rating"].iloc[0] == 5  # the first review (5 stars), not the 2-star one
     assert load_dataset("yelp2018", raw_path=str(tmp_path / "yelp"), min_user_positives=39).info["n_users"] == 2
 
 
@@ -99,16 +105,19 @@ def test_bookcrossing_counts(tmp_path):
     assert info["skipped_examples"][0].startswith("BX-Books.csv:4:")
     assert info["ratings_without_book"] == 2 and info["duplicate_isbns"] == 0
     assert info["implicit_ratings"] == 2 + 5
-    assert (info["raw_users"], info["raw_interactions"]) == (2, 23 + 24)
+    assert (info["raw_users"], info["raw_interactions"]) == (2, 24 + 24)
+    assert info["duplicate_interactions"] == 1                       # user 10 re-rated book 0001
     assert (info["n_users"], info["n_interactions"], info["n_positives"]) == (1, 23, 20)
     assert ds.positive_threshold == 8.0 and ds.min_user_positives == 20
-    assert ds.titles == {1: "Tom & Jerry", 2: "Les Misérables", 3: "Tom & Jerry [2]", 4: "Dad’s Book",
-                         5: 'The "Best" Book'}
+    assert {i: ds.titles[i] for i in range(1, 7)} == {
+        1: "Tom & Jerry", 2: "Les Misérables", 3: "Tom & Jerry [2]", 4: "Dad’s Book", 5: 'The "Best" Book',
+        6: 'The "Secret" Garden'}                                    # the dump's \" unescaped
     df = ds.interactions
     assert not df.loc[df["rating"] <= 7, "positive"].any() and df.loc[df["rating"] >= 8, "positive"].all()
+    assert df.loc[df["item"] == 1, "rating"].tolist() == [8.0]      # the first rating of 0001 kept, not the 3
     # timestamp = year of publication (unknown/impossible -> 0), ties in file order
-    years = {1: 1999, 2: 0, 3: 0, 4: 1980, 5: 2001}
+    years = {1: 1999, 2: 0, 3: 0, 4: 1980, 5: 2001, 6: 1911, **{6 + k: 1950 + k for k in range(1, 31)}}
     assert (df["timestamp"] == df["item"].map(years)).all()
     assert df["timestamp"].is_monotonic_increasing
-    assert list(df["item"].head(4)) == [2, 3, 2, 3]  # items 2 and 3 (year 0), in file order
+    assert list(df["item"].head(2)) == [2, 3]  # items 2 and 3 (year 0), in file order
     assert load_dataset("book-crossing", raw_path=str(tmp_path / "bx"), min_user_positives=19).info["n_users"] == 2
