@@ -4,7 +4,6 @@ fake records in the real schema (written by bench.results.write_record); one end
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 import json
 import os
@@ -14,7 +13,6 @@ import sys
 import numpy as np
 import pytest
 
-import methods
 from bench.leaderboard import grids, render
 from bench.leaderboard.compare import compare_table
 from bench.leaderboard.grids import TABLES, Cell, expand, table_names
@@ -24,37 +22,13 @@ from bench.leaderboard.records import RecordIndex, cell_config, cell_identity, p
 from bench.leaderboard.runner import GridRunner, group_cells, parse_shard, shard
 from bench.leaderboard.significance import per_sample
 from bench.leaderboard.tables import build_table
-from bench.results import record_key, record_path, write_record
+from bench.results import record_path, write_record
+from tests.support import FakeRun, fake_record
 
 PAPER_SHAPES = {  # file: (lines = datasets x metrics, row labels)
     "table1.csv": (12, 9), "table3.csv": (8, 9), "table4.csv": (4, 9), "table5.csv": (8, 8),
     "table6.csv": (2, 4), "table7.csv": (1, 4), "table8.csv": (6, 4), "table9.csv": (8, 7),
 }
-
-
-def fake_record(cfg, method: str, hr10: float, ranks: list[int] | None = None, seconds: float | None = None) -> dict:
-    """A record as bench.pipeline.run writes it, with chosen metrics."""
-    hparams = dataclasses.asdict(methods.resolve(method, cfg.method_overrides.get(method)).config)
-    config = cfg.to_dict()
-    fingerprint = "f" * 64
-    metrics = {"HR@10": hr10, "NDCG@10": hr10 / 2, "HR@20": hr10 * 1.5, "NDCG@20": hr10 / 1.5, "valid_ratio": 1.0}
-    groups = {f"G{g}": {"n": 10, **{k: metrics[k] for k in ("HR@10", "NDCG@10", "HR@20", "NDCG@20")}}
-              for g in range(1, 6)}
-    part = {"metrics": metrics, "groups": groups, "samples": 64, "seconds": 0.1,
-            "recommendation_counts": {f"G{g}": 100 // g for g in range(1, 6)}}
-    if ranks is not None:
-        part["target_ranks"] = ranks
-    key = record_key({"method": method, "hyperparameters": hparams,
-                      "config": {k: v for k, v in config.items()
-                                 if k not in ("results_dir", "cache_dir", "method_overrides", "device")},
-                      "split": fingerprint})
-    return {"key": key, "method": method, "paper": {"title": method, "arxiv": "", "note": ""},
-            "hyperparameters": hparams, "config": config, "dataset": cfg.data.dataset, "shift": cfg.data.shift,
-            "seed": cfg.seed, "split_seed": cfg.data.split_seed, "split_fingerprint": fingerprint, "split_info": {},
-            "protocol": cfg.ranking.protocol, "sft_tag": None, "sft": None, "fit_seconds": 1.0,
-            "seconds_per_epoch": seconds, "method_stats": {}, "results": {"ood_test": part},
-            "environment": {"device": "cpu (test)", "git_commit": "abc", "versions": {}}, "memory": {},
-            "created": "2026-01-01T00:00:00+0000"}
 
 
 def write_fake(results_dir, profile: str, cell: Cell, hr10: float, **kw) -> dict:
@@ -63,20 +37,6 @@ def write_fake(results_dir, profile: str, cell: Cell, hr10: float, **kw) -> dict
     rec = fake_record(cfg, cell.method, hr10, **kw)
     write_record(record_path(results_dir, cell.dataset, cell.shift, cell.method, rec["key"]), rec)
     return rec
-
-
-class FakeRun:
-    """Stands in for bench.pipeline.run: records every call and writes fake records."""
-
-    def __init__(self):
-        self.calls = []
-
-    def __call__(self, cfg, names, log):
-        self.calls.append((cfg.data.dataset, cfg.data.shift, cfg.seed, list(names)))
-        for name in names:
-            rec = fake_record(cfg, name, 0.01)
-            write_record(record_path(cfg.results_dir, cfg.data.dataset, cfg.data.shift, name, rec["key"]), rec)
-        return []
 
 
 # --- published numbers ------------------------------------------------------------------------------------------

@@ -72,7 +72,7 @@ from bench.leaderboard.grids import Cell
 from bench.leaderboard.locks import GroupLock
 from bench.leaderboard.records import RecordIndex
 from bench.leaderboard.runner import GridRunner, group_cells
-from tests.support import ml10m_lines, write_bx, write_ml10m, write_yelp
+from tests.support import FakeRun, ml10m_lines, write_bx, write_ml10m, write_yelp
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
@@ -650,29 +650,6 @@ def test_corrupt_sft_and_tokenizer_cache_entries_are_rebuilt(tmp_path, capsys):
     assert "ignoring the corrupt cache entry" in err and ranks == first
     ranks, err = run()
     assert "sft: cached" in err and "sft: training" not in err and ranks == first
-
-
-class FakeRun:
-    """Stands in for bench.pipeline.run: notes each call and writes, per method, a record that names its cell."""
-
-    def __init__(self):
-        self.calls = []
-
-    def __call__(self, cfg, names, log):
-        import dataclasses
-
-        import methods
-        from bench.pipeline import record_key_for
-        from bench.results import record_path, write_record
-
-        self.calls.append((cfg.data.dataset, cfg.data.shift, cfg.seed, list(names)))
-        for name in names:
-            hparams = dataclasses.asdict(methods.resolve(name, cfg.method_overrides.get(name)).config)
-            rec = {"method": name, "hyperparameters": hparams, "config": cfg.to_dict(), "split_fingerprint": "f" * 64,
-                   "results": {"ood_test": {"metrics": {"HR@10": 0.1}}}, "created": "2026-01-01T00:00:00+0000"}
-            rec["key"] = record_key_for(name, hparams, rec["config"], rec["split_fingerprint"])
-            write_record(record_path(cfg.results_dir, cfg.data.dataset, cfg.data.shift, name, rec["key"]), rec)
-        return []
 
 
 def test_corrupt_record_is_rerun_and_replaced(tmp_path):

@@ -1,7 +1,6 @@
 """Figure 2 (right): the representation projection coloured by pseudo-environments (methods/projection.py), and the
 trainable projection g it shows: the regularizer's MMD penalty trains g through the soft assignments."""
 import numpy as np
-import pytest
 import torch
 from sklearn.metrics import adjusted_mutual_info_score
 from transformers import LlamaConfig, LlamaForCausalLM
