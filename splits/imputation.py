@@ -26,9 +26,10 @@ class MatrixFactorization:
     rating_range: tuple[float, float]
     train_rmse: float
 
-    def predict_matrix(self) -> np.ndarray:
-        """Imputed ratings for every (user, item) of the fit: shape (len(users), len(items))."""
-        scores = self.mean + self.user_bias[:, None] + self.item_bias[None, :] + self.user_factors @ self.item_factors.T
+    def predict_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Imputed ratings of every item for the users at `rows` (indices into `users`): shape (len(rows), items)."""
+        scores = (self.mean + self.user_bias[rows, None] + self.item_bias[None, :]
+                  + self.user_factors[rows] @ self.item_factors.T)
         return np.clip(scores, *self.rating_range)
 
     def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:

@@ -31,7 +31,9 @@ Shifts (``ood_fraction`` = 0.2 by default):
   1. fit a biased MF (`splits.imputation`, ALS, rank 16, reg 0.1, 10 epochs, seeded from the generator) on every
      rating of the dataset outside the OOD periods (train + valid + iid_test period, all ratings, not only positives)
      except implicit ones (Book-Crossing's 0s mark exposure, not a rating of 0: left out of the fit, still "rated");
-  2. for each user, in user-id order, with n_u positives in the OOD period: candidates = items of the MF (items
+  2. for each user, in user-id order (imputed `block_users` users at a time, so memory stays at a block x items
+     matrix whatever the number of users; the draws do not depend on the block size), with n_u positives in the OOD
+     period: candidates = items of the MF (items
      rated outside the OOD periods) that the user never rated anywhere in the dataset and whose imputed rating is
      >= the dataset's positive threshold; draw n_u of them uniformly without replacement (exposure independent of
      popularity); if fewer than n_u candidates exist, take them all and fill with the highest-imputed remaining
@@ -207,6 +209,7 @@ def exposure_shift(
     rank: int = 16,
     reg: float = 0.1,
     epochs: int = 10,
+    block_users: int = 2048,
 ) -> PartsAndInfo:
     positives, ratings = dataset.positives, dataset.interactions
     threshold = dataset.positive_threshold
@@ -222,26 +225,34 @@ def exposure_shift(
     mf = fit_biased_mf(fit["user"].to_numpy(), fit["item"].to_numpy(), fit["rating"].to_numpy(), rng,
                        rank=rank, reg=reg, epochs=epochs)
 
-    scores = mf.predict_matrix()
     known = ratings[ratings["user"].isin(mf.users) & ratings["item"].isin(mf.items)]
-    seen = np.zeros(scores.shape, dtype=bool)
-    seen[np.searchsorted(mf.users, known["user"]), np.searchsorted(mf.items, known["item"])] = True
+    known_rows = np.searchsorted(mf.users, known["user"].to_numpy())
+    known_cols = np.searchsorted(mf.items, known["item"].to_numpy())
+    by_row = np.argsort(known_rows, kind="stable")
+    known_rows, known_cols = known_rows[by_row], known_cols[by_row]
 
-    rows, filled, fitted_users = [], 0, set(mf.users.tolist())
-    for user, n_u in observed_ood.groupby("user").size().items():
-        if user not in fitted_users:  # cannot happen when every user has ratings before the OOD period
-            continue
-        r = np.searchsorted(mf.users, user)
-        candidates = np.flatnonzero(~seen[r] & (scores[r] >= threshold))
-        if len(candidates) >= n_u:
-            picked = np.sort(rng.choice(candidates, size=n_u, replace=False))
-        else:
-            rest = np.flatnonzero(~seen[r] & (scores[r] < threshold))
-            fill = rest[np.argsort(-scores[r, rest], kind="stable")][: n_u - len(candidates)]
-            picked, filled = np.sort(np.concatenate([candidates, fill])), filled + len(fill)
-        start = ratings.at[period_start[user], "timestamp"]
-        rows.append(pd.DataFrame({"user": user, "item": mf.items[picked], "rating": scores[r, picked],
-                                  "timestamp": start, "positive": True}))
+    needed = observed_ood.groupby("user").size()
+    needed = needed[needed.index.isin(mf.users)]  # always all of them when every user rated before the OOD period
+    rows, filled = [], 0
+    for start in range(0, len(needed), block_users):  # a block of users at a time: never a dense users x items matrix
+        block = needed.iloc[start: start + block_users]
+        block_rows = np.searchsorted(mf.users, block.index.to_numpy())
+        scores = mf.predict_rows(block_rows)
+        seen = np.zeros(scores.shape, dtype=bool)
+        lo, hi = np.searchsorted(known_rows, block_rows), np.searchsorted(known_rows, block_rows, side="right")
+        for local, (a, b) in enumerate(zip(lo, hi)):
+            seen[local, known_cols[a:b]] = True
+        for local, (user, n_u) in enumerate(block.items()):
+            candidates = np.flatnonzero(~seen[local] & (scores[local] >= threshold))
+            if len(candidates) >= n_u:
+                picked = np.sort(rng.choice(candidates, size=n_u, replace=False))
+            else:
+                rest = np.flatnonzero(~seen[local] & (scores[local] < threshold))
+                fill = rest[np.argsort(-scores[local, rest], kind="stable")][: n_u - len(candidates)]
+                picked, filled = np.sort(np.concatenate([candidates, fill])), filled + len(fill)
+            begins = ratings.at[period_start[user], "timestamp"]
+            rows.append(pd.DataFrame({"user": user, "item": mf.items[picked], "rating": scores[local, picked],
+                                      "timestamp": begins, "positive": True}))
     targets = pd.concat(rows, ignore_index=True) if rows else positives.iloc[:0].reset_index(drop=True)
     targets.index = pd.Index(np.full(len(targets), -1, dtype="int64"))
     parts["ood_test"] = targets.astype(positives.dtypes.to_dict())

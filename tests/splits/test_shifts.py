@@ -188,3 +188,14 @@ def test_global_latest_never_splits_a_tie():
     assert global_latest(frame, 0.4).tolist() == [3, 4]             # latest two: ids 3 and 4
     assert global_latest(frame, 0.6).tolist() == [3, 4]             # the third (t=20) ties with id 1: it stays before
     assert global_latest(frame, 0.0).tolist() == []
+
+
+def test_exposure_imputes_in_user_blocks_with_the_same_targets(ml, splits):
+    """Users are imputed a block at a time (never a dense users x items matrix); the draws do not depend on the block
+    size, and they are the targets this shift drew before blocks existed (its split fingerprint for seed 0)."""
+    whole = splits["exposure"]
+    assert whole.fingerprint == "7d95413e49f99173d0318a6cc35ed75061e43e5f60467edb94ba3caee12b9ba3"
+    for block in (1, 37):
+        blocked = build_split(ml, "exposure", 0, block_users=block)
+        assert blocked.fingerprint == whole.fingerprint
+        np.testing.assert_allclose(blocked["ood_test"]["rating"], whole["ood_test"]["rating"], rtol=0, atol=1e-9)
