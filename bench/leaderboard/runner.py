@@ -26,6 +26,7 @@ from typing import Callable
 from bench.leaderboard.grids import Cell
 from bench.leaderboard.locks import DEFAULT_STALE_AFTER, GroupLock
 from bench.leaderboard.records import RecordIndex, cell_config, cell_identity
+from methods.train.cache import remove_stale_temporaries
 
 
 SFT_SECTIONS = ("backbone", "sft", "data", "seed", "device")  # overrides that change a group's SFT model
@@ -141,11 +142,24 @@ class GridRunner:
                     return other
         return None
 
+    def clean_temporaries(self, records_hours: float = 1.0, cache_hours: float = 12.0) -> None:
+        """Remove the temporaries of writers killed mid-write (a record's `.NAME.json.XXXX.tmp`, a cache entry's
+        `.TAG.XXXX` folder): they never become results, but an 8B model's half-saved folder is large."""
+        gone = remove_stale_temporaries(self.results_dir, "*/*/.*.json.*.tmp", records_hours)
+        if self.cache_dir is not None:  # an entry's temporaries sit beside it, never inside it
+            for kind in ("sft", "tokenizers", "base"):
+                gone += remove_stale_temporaries(Path(self.cache_dir) / kind, ".*", cache_hours)
+        if gone:
+            self.log(f"removed {len(gone)} temporaries left by interrupted writers: "
+                     + ", ".join(p.name for p in gone[:5]) + (" ..." if len(gone) > 5 else ""))
+
     def run(self, groups: list[Group], dry_run: bool = False) -> Summary:
         """Run the missing cells group by group. A group whose SFT family another runner is working on is put off to
         the end once (the SFT model is cached by then, or at least this runner did other work meanwhile), so
         runners sharing a folder do not train the same SFT model side by side."""
         summary = Summary()
+        if not dry_run:
+            self.clean_temporaries()
         index = RecordIndex.load(self.results_dir)
         queue = deque(enumerate(groups, 1))
         deferred: set[str] = set()

@@ -43,3 +43,23 @@ def save_atomically(obj, path: Path, valid: Callable[[Path], bool] | None = None
         for leftover in [tmp, *graves]:
             if leftover.exists():
                 shutil.rmtree(leftover, ignore_errors=True)
+
+
+def remove_stale_temporaries(folder: Path, pattern: str, older_than_hours: float) -> list[Path]:
+    """Delete what a killed writer left behind: the paths `folder.glob(pattern)` finds whose last change is older than
+    `older_than_hours` (a live writer's temporary is younger). Returns what was removed."""
+    cutoff = time.time() - older_than_hours * 3600
+    removed = []
+    for path in sorted(Path(folder).glob(pattern)) if Path(folder).is_dir() else []:
+        try:
+            if path.lstat().st_mtime >= cutoff:
+                continue
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+            removed.append(path)
+        except FileNotFoundError:  # another process cleaned it meanwhile
+            continue
+    return removed
+

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,26 @@ def test_environment_names_what_cpu_floats_depend_on():
     assert env["cpu_kernels"]["capability"] == torch.backends.cpu.get_cpu_capability()
     assert set(env["cpu_kernels"]) == {"capability", "blas", "onednn"}
     assert env["cpu_model"] in env["device"] and f"{torch.get_num_threads()} threads" in env["device"]
+
+
+def test_a_runner_removes_old_temporaries_of_killed_writers_only(tmp_path):
+    from bench.leaderboard.runner import GridRunner
+
+    results, cache = tmp_path / "results", tmp_path / "cache"
+    old_record = results / "ml-100k" / "temporal" / ".dpo-abc.json.x1y2.tmp"
+    young_record = results / "ml-100k" / "temporal" / ".sft-def.json.z3.tmp"
+    record = results / "ml-100k" / "temporal" / "dpo-abc.json"
+    old_entry, live_entry = cache / "sft" / ".tag.k4", cache / "sft" / ".tag2.k5"
+    entry = cache / "sft" / "tag"
+    for folder in (old_entry, live_entry, entry / ".hidden-inside"):
+        folder.mkdir(parents=True)
+    for path in (old_record, young_record, record, entry / "config.json"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("{}")
+    day_ago = time.time() - 86_400
+    for path in (old_record, record, old_entry, entry, entry / "config.json", entry / ".hidden-inside"):
+        os.utime(path, (day_ago, day_ago))
+    GridRunner("tiny", results, cache, log=lambda m: None).clean_temporaries()
+    assert not old_record.exists() and not old_entry.exists()
+    assert young_record.exists() and live_entry.exists()                 # a live writer's are young
+    assert record.exists() and (entry / "config.json").exists() and (entry / ".hidden-inside").exists()
