@@ -60,3 +60,14 @@ def test_ranking_pruning_on_a_trained_model(capsys, tmp_path):
     ratio = re.search(r"ratio\s+([\d.]+)x", out)
     share = re.search(r"\(([\d.]+)% of item scores computed\)", out)
     assert ratio and positive(ratio.group(1)) and share and 0 < float(share.group(1)) <= 100, out
+
+
+def test_exposure_scale_small(capsys):
+    from bench.perf import exposure_scale
+
+    assert exposure_scale.main(["--users", "300", "--items", "400", "--ratings", "30000", "--block-users", "64",
+                                "--min-user-positives", "5"]) == 0
+    out = capsys.readouterr().out
+    dataset, split = out.strip().splitlines()
+    assert re.search(r"dataset: [\d,]+ interactions, [\d,]+ users", dataset)
+    assert re.search(r"exposure split: [\d,]+ OOD targets, blocks of 64 users", split) and "peak RSS" in split
