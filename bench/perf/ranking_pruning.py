@@ -1,6 +1,6 @@
 """Top-k pruned likelihood ranking vs full scoring, on a trained model: `python -m bench.perf.ranking_pruning`.
 
-The likelihood protocol only needs each prompt's k best items; `bench.ranking.score_all(top=k)` skips every chunk
+The likelihood protocol only needs each prompt's k best items; `methods.ranking.score_all(top=k)` skips every chunk
 of the catalogue whose first-token bound is below the k-th best exact score found so far. How much that saves
 depends on how peaked the model is, so this benchmark uses the tiny profile's own SFT model (trained and cached
 under the profile's cache folder if missing, which takes minutes) and the cell's real test prompts and catalogue
