@@ -1,9 +1,11 @@
 """`python -m bench data {prepare,stats,download}`: raw files -> cached canonical form, Table 2, official archives.
 
 * ``data prepare --dataset NAME --raw PATH [--data-dir DIR]``: parse the published raw files once into
-  ``DIR/NAME/`` (default ``$BENCH_DATA_DIR`` or ``runs/data``), see `splits.prepared`;
+  ``DIR/NAME/`` (default ``$BENCH_DATA_DIR`` or ``runs/data``), see `splits.prepared`; with ``--format
+  csv|parquet|jsonl --columns ... [--titles FILE] [--positive-threshold X] [--min-user-positives N]``, a user's own
+  file under a new NAME, see `splits.custom` (the custom options without ``--format`` are an error);
 * ``data stats [--data-dir DIR]``: the paper's Table 2 (users/#sequence, items, interactions) before and after the
-  filters, plus positives, for ml-100k and every prepared dataset;
+  filters, plus positives, for ml-100k, every prepared dataset and every custom dataset in the data dir;
 * ``data download NAME [--dest DIR] [--url URL] [--sha256 HEX]``: fetch, verify and extract, see `splits.download`.
 """
 from __future__ import annotations
@@ -19,8 +21,17 @@ def add_parser(sub) -> None:
     d = sub.add_parser("data", help="prepare raw datasets, print their statistics (Table 2), download archives")
     dsub = d.add_subparsers(dest="data_command", required=True)
     p = dsub.add_parser("prepare", help="convert a dataset's raw files into the cached canonical form")
-    p.add_argument("--dataset", required=True, help=", ".join(RAW_DATASETS.names()))
-    p.add_argument("--raw", required=True, help="folder holding the dataset's published raw files")
+    p.add_argument("--dataset", required=True,
+                   help=f"{', '.join(RAW_DATASETS.names())}, or a new name for your own file (with --format)")
+    p.add_argument("--raw", required=True, help="folder holding the dataset's published raw files (your own "
+                                                "dataset: the ratings file)")
+    p.add_argument("--format", choices=("csv", "parquet", "jsonl"), help="your own dataset: the files' format")
+    p.add_argument("--columns", help="your own dataset: user=COL,item=COL,timestamp=COL[,rating=COL][,title=COL]")
+    p.add_argument("--titles", help="your own dataset: a file of the same format with the item and title columns")
+    p.add_argument("--positive-threshold", type=float,
+                   help="your own dataset: rating >= X is positive (required with rating=; without: 1)")
+    p.add_argument("--min-user-positives", type=int, help="your own dataset: keep users with >= N positives "
+                                                          "(default 20)")
     p.add_argument("--data-dir", help="where prepared datasets live (default: $BENCH_DATA_DIR or runs/data)")
     s = dsub.add_parser("stats", help="Table 2: users, items, interactions and positives of each dataset")
     s.add_argument("--data-dir", help="where prepared datasets live (default: $BENCH_DATA_DIR or runs/data)")
@@ -45,10 +56,31 @@ def main(args: argparse.Namespace) -> int:
 
 
 def prepare(args) -> int:
+    from splits.custom import prepare_custom
+    from splits.prepared import RAW_DATASETS
     from splits.prepared import prepare as run_prepare
 
     start = time.perf_counter()
-    folder = run_prepare(args.dataset, args.raw, args.data_dir)
+    own = {"--columns": args.columns, "--titles": args.titles, "--positive-threshold": args.positive_threshold,
+           "--min-user-positives": args.min_user_positives}
+    if args.format is not None:
+        if args.columns is None:
+            raise ValueError("--format (your own dataset) needs --columns user=COL,item=COL,timestamp=COL,...")
+        folder = prepare_custom(args.dataset, args.raw, args.format, args.columns, args.titles,
+                                args.positive_threshold, args.min_user_positives, args.data_dir)
+    elif args.dataset in RAW_DATASETS:
+        given = [flag for flag, value in own.items() if value is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)}: options of your own datasets (with --format), not of "
+                             f"{args.dataset}, whose published format is fixed")
+        folder = run_prepare(args.dataset, args.raw, args.data_dir)
+    else:
+        from splits.registry import UnknownNameError
+        try:
+            RAW_DATASETS.get(args.dataset)
+        except UnknownNameError as err:  # keep the "did you mean", say how to prepare one's own file
+            raise ValueError(f"{err} For your own file, add --format csv|parquet|jsonl --columns "
+                             f"user=COL,item=COL,timestamp=COL,...") from None
     import json
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     counts = manifest["counts"]
@@ -61,10 +93,11 @@ def stats(args) -> int:
     from tabulate import tabulate
 
     from splits import load_dataset
+    from splits.custom import custom_names
     from splits.prepared import RAW_DATASETS, NotPreparedError
 
     rows = []
-    names = ["ml-100k", *RAW_DATASETS.names()]
+    names = ["ml-100k", *RAW_DATASETS.names(), *custom_names(args.data_dir)]
     for name in names:
         options = {} if name == "ml-100k" else {"data_dir": args.data_dir}
         paper = RAW_DATASETS.get(name).paper_table2 if name in RAW_DATASETS else (None, None, None)

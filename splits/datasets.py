@@ -24,12 +24,38 @@ from .fingerprint import fingerprint_frame
 from .registry import Registry
 from .types import COLUMNS, Dataset
 
-DATASETS: Registry[Callable[..., Dataset]] = Registry("dataset")
+Resolver = Callable[[str, dict], "Callable[..., Dataset] | None"]
+
+
+class DatasetRegistry(Registry[Callable[..., Dataset]]):
+    """The dataset registry, plus resolvers tried, in order, for a name that is not registered (`splits.custom`: a
+    user's dataset prepared in the data dir). ``get(name, **options)`` passes the load options (``data_dir``,
+    ``raw_path``) to the resolvers; when none claims the name, the usual "did you mean" error."""
+
+    def __init__(self, kind: str):
+        super().__init__(kind)
+        self._resolvers: list[Resolver] = []
+
+    def add_resolver(self, resolver: Resolver) -> None:
+        self._resolvers.append(resolver)
+
+    def get(self, name: str, **options) -> Callable[..., Dataset]:
+        if name not in self:
+            for resolver in self._resolvers:
+                loader = resolver(name, options)
+                if loader is not None:
+                    return loader
+        return super().get(name)
+
+
+DATASETS = DatasetRegistry("dataset")
 
 
 def load_dataset(name: str, **options) -> Dataset:
-    """Load a registered dataset; ``options`` (e.g. ``min_user_positives``) override the loader's defaults."""
-    return DATASETS.get(name)(**options)
+    """Load a registered dataset, or a custom one prepared in the data dir; ``options`` (e.g. ``min_user_positives``,
+    ``data_dir``) override the loader's defaults."""
+    where = {k: options[k] for k in ("data_dir", "raw_path") if options.get(k) is not None}
+    return DATASETS.get(name, **where)(**options)
 
 
 def unique_titles(titles: dict[int, str]) -> dict[int, str]:

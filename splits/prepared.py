@@ -112,8 +112,14 @@ def _arrays(frame: pd.DataFrame) -> dict[str, np.ndarray]:
 def prepare(name: str, raw: str | os.PathLike, root: str | os.PathLike | None = None) -> Path:
     """Parse ``raw`` with the reader of ``name`` and write the canonical cache ``root/name`` atomically."""
     spec = RAW_DATASETS.get(name)
+    return write_prepared(name, spec.reader(Path(raw)), raw, root)
+
+
+def write_prepared(name: str, data: RawData, raw: str | os.PathLike, root: str | os.PathLike | None = None,
+                   extra: dict | None = None) -> Path:
+    """Write ``data`` as the canonical cache ``root/name`` atomically; ``extra`` adds manifest keys (a custom
+    dataset's reading settings, `splits.custom`)."""
     root = data_dir(root)
-    data = spec.reader(Path(raw))
     if len(data.interactions) == 0 or not data.titles:
         what = "titles" if not data.titles else "ratings"
         skipped = data.info.get("skipped_lines")
@@ -130,6 +136,7 @@ def prepare(name: str, raw: str | os.PathLike, root: str | os.PathLike | None = 
         "counts": {"interactions": len(data.interactions), "users": int(np.unique(arrays["user"]).size),
                    "items": int(np.unique(arrays["item"]).size), "titles": len(data.titles)},
         "fingerprint": fingerprint_raw(arrays, data.titles),
+        **(extra or {}),
     }
     root.mkdir(parents=True, exist_ok=True)
     target = root / name
@@ -157,20 +164,21 @@ def is_prepared(folder: Path) -> bool:
     return (folder / "manifest.json").is_file()
 
 
-def read_prepared(name: str, folder: Path) -> RawData:
-    """Read a prepared folder back into a `RawData`, checking its format version and fingerprint."""
+def read_prepared(name: str, folder: Path, rerun: str | None = None) -> RawData:
+    """Read a prepared folder back into a `RawData`, checking its format version and fingerprint; ``rerun`` is the
+    command that remakes it (default: that of the registered raw dataset ``name``)."""
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     if manifest.get("dataset") != name:
         raise ValueError(f"{folder}: prepared for {manifest.get('dataset')!r}, not {name!r}")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{folder}: format version {manifest.get('format_version')}, expected {FORMAT_VERSION}; "
-                         f"re-run: {prepare_command(name, folder.parent)}")
+                         f"re-run: {rerun or prepare_command(name, folder.parent)}")
     with np.load(folder / "interactions.npz") as npz:
         arrays = {k: npz[k] for k in ("user", "item", "timestamp", "rating")}
     titles = {int(k): v for k, v in json.loads((folder / "titles.json").read_text(encoding="utf-8")).items()}
     if fingerprint_raw(arrays, titles) != manifest["fingerprint"]:
         raise ValueError(f"{folder}: contents do not match the manifest's fingerprint (corrupted?); "
-                         f"re-run: {prepare_command(name, folder.parent)}")
+                         f"re-run: {rerun or prepare_command(name, folder.parent)}")
     info = {**manifest["info"], "prepared": str(folder), "prepared_fingerprint": manifest["fingerprint"]}
     return RawData(pd.DataFrame(arrays), titles, [], info)
 
