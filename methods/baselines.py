@@ -112,9 +112,7 @@ class _MFRanker:
         row = np.searchsorted(mf.users, users)
         if not np.array_equal(mf.users[np.minimum(row, len(mf.users) - 1)], users):
             raise KeyError("oracle-mf: a test user was not in the imputation MF's fit")
-        raw = (mf.mean + mf.user_bias[row][:, None] + mf.item_bias[self.column][None, :]
-               + mf.user_factors[row] @ mf.item_factors[self.column].T)
-        return np.where(self.known[None, :], raw, -np.inf)
+        return np.where(self.known[None, :], mf.predict_rows(row, clip=False)[:, self.column], -np.inf)
 
     def rank(self, prompts, histories, k, exclude=None, users=None):
         if users is None:

@@ -26,11 +26,12 @@ class MatrixFactorization:
     rating_range: tuple[float, float]
     train_rmse: float
 
-    def predict_rows(self, rows: np.ndarray) -> np.ndarray:
-        """Imputed ratings of every item for the users at `rows` (indices into `users`): shape (len(rows), items)."""
+    def predict_rows(self, rows: np.ndarray, clip: bool = True) -> np.ndarray:
+        """Imputed ratings of every item for the users at `rows` (indices into `users`): shape (len(rows), items);
+        `clip=False` leaves them unclipped (no ties at the top of the rating scale, for ranking)."""
         scores = (self.mean + self.user_bias[rows, None] + self.item_bias[None, :]
                   + self.user_factors[rows] @ self.item_factors.T)
-        return np.clip(scores, *self.rating_range)
+        return np.clip(scores, *self.rating_range) if clip else scores
 
     def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Imputed ratings of (user, item) pairs; every user and item must have been in the fit."""

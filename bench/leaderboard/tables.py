@@ -5,6 +5,7 @@ second-best marks per column (higher is better; among the paper's rows; ties sha
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,13 +51,22 @@ class Table:
 
     def protocol(self, row: str) -> str:
         """The ranking protocol(s) the row's records name ("" when none was found)."""
-        found = {str(r.get("protocol")) for (label, _), by_seed in self.by_cell.items() if label == row
-                 for r in by_seed.values()}
-        return ", ".join(sorted(found))
+        return self._protocols.get(row, "")
+
+    @functools.cached_property
+    def _protocols(self) -> dict[str, str]:
+        found: dict[str, set[str]] = {}
+        for (label, _), by_seed in self.by_cell.items():
+            found.setdefault(label, set()).update(str(r.get("protocol")) for r in by_seed.values())
+        return {label: ", ".join(sorted(names)) for label, names in found.items() if names}
 
     def identical_rows(self) -> list[tuple[str, str, int]]:
         """(row, earlier row, column) where both rows' records give the same target ranks for every seed: rows
         that are copies of each other (e.g. a method that trains nothing beyond the SFT model)."""
+        return self._identical_rows
+
+    @functools.cached_property
+    def _identical_rows(self) -> list[tuple[str, str, int]]:
         out = []
         for c in range(len(self.spec.columns)):
             seen: dict[tuple, str] = {}
