@@ -15,7 +15,7 @@ import torch
 
 import methods
 from bench.backbone import build_model, load_tokenizer, load_trained
-from bench.config import RunConfig
+from bench.config import SECTIONS, RunConfig
 from bench.metrics import grouped_metrics, metrics_by_group, ranking_metrics, recommendation_counts, target_ranks
 from bench.prompts import encode_completion, encode_prompt, noun_for, render_prompt
 from bench.results import environment, peak_memory_mb, record_key, record_path, write_record
@@ -187,9 +187,42 @@ VOLATILE = ("results_dir", "cache_dir", "method_overrides", "device")  # do not 
 def record_key_for(method: str, hyperparameters: dict, config: dict, split_fingerprint: str) -> str:
     """A record's key: everything that changes its result (method, its hyperparameters, the run config minus
     the volatile fields, the split files' fingerprint). The grid runner computes it the same way."""
-    stable = {k: v for k, v in config.items() if k not in VOLATILE}
-    return record_key({"method": method, "hyperparameters": hyperparameters, "config": stable,
-                       "split": split_fingerprint})
+    return record_key({"method": method, "hyperparameters": stable_hyperparameters(method, hyperparameters),
+                       "config": stable_config(config), "split": split_fingerprint})
+
+
+def stable_config(config: dict) -> dict:
+    """The run config as far as it identifies a result: without the volatile fields and without the settings left
+    at their defaults. A field added later with a default that keeps the old behaviour therefore leaves every
+    record made before it identified as before (so committed records stay found); a field must not be added with
+    a default that changes results."""
+    defaults, out = _plain(RunConfig().to_dict()), {}
+    for key, value in _plain(config).items():
+        if key in VOLATILE:
+            continue
+        default = defaults.get(key, _MISSING)
+        if isinstance(value, dict) and isinstance(default, dict) and key in SECTIONS:
+            out[key] = {k: v for k, v in value.items() if default.get(k, _MISSING) != v}
+        elif default != value:
+            out[key] = value
+    return out
+
+
+def stable_hyperparameters(method: str, hyperparameters: dict) -> dict:
+    """A method's hyperparameters without those at the default of its config class (see `stable_config`)."""
+    try:
+        defaults = _plain(dataclasses.asdict(methods.method_class(method).Config()))
+    except (KeyError, LookupError, TypeError):  # not registered (any more): keep everything
+        return _plain(hyperparameters)
+    return {k: v for k, v in _plain(hyperparameters).items() if defaults.get(k, _MISSING) != v}
+
+
+_MISSING = object()
+
+
+def _plain(value):
+    """`value` as it reads back from a JSON record (tuples become lists, odd types strings)."""
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
 
 
 def run(cfg: RunConfig, method_names: list[str], log: Callable[[str], None] = print) -> list[dict]:

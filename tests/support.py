@@ -13,7 +13,8 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 import methods
 from bench.backbone import train_word_tokenizer
-from bench.results import record_key, record_path, write_record
+from bench.pipeline import record_key_for
+from bench.results import record_path, write_record
 from methods.ranking import Catalogue
 from methods.ranking.trie import Trie
 from methods.train.preference import PreferencePairs
@@ -218,10 +219,7 @@ def fake_record(cfg, method: str, hr10: float, ranks: list[int] | None = None, s
             "recommendation_counts": {f"G{g}": 100 // g for g in range(1, 6)}}
     if ranks is not None:
         part["target_ranks"] = ranks
-    key = record_key({"method": method, "hyperparameters": hparams,
-                      "config": {k: v for k, v in config.items()
-                                 if k not in ("results_dir", "cache_dir", "method_overrides", "device")},
-                      "split": fingerprint})
+    key = record_key_for(method, hparams, config, fingerprint)
     return {"key": key, "method": method, "paper": {"title": method, "arxiv": "", "note": ""},
             "hyperparameters": hparams, "config": config, "dataset": cfg.data.dataset, "shift": cfg.data.shift,
             "seed": cfg.seed, "split_seed": cfg.data.split_seed, "split_fingerprint": fingerprint, "split_info": {},

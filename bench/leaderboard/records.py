@@ -16,16 +16,13 @@ from pathlib import Path
 
 from bench.config import SECTIONS, RunConfig, apply_overrides, load_profile
 from bench.leaderboard.grids import Cell
-from bench.pipeline import VOLATILE, record_key_for
+from bench.pipeline import record_key_for, stable_config, stable_hyperparameters
 from bench.results import read_records, record_key
 
 
-def stable_config(config: dict) -> dict:
-    return {k: v for k, v in config.items() if k not in VOLATILE}
-
-
 def identity(method: str, hyperparameters: dict, config: dict) -> str:
-    return record_key({"method": method, "hyperparameters": hyperparameters, "config": stable_config(config)})
+    return record_key({"method": method, "hyperparameters": stable_hyperparameters(method, hyperparameters),
+                       "config": stable_config(config)})
 
 
 def record_identity(record: dict) -> str:

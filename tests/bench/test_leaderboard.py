@@ -3,6 +3,7 @@ fake records in the real schema (written by bench.results.write_record); one end
 """
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import json
@@ -138,6 +139,20 @@ def test_identity_of_a_record_equals_the_cells():
     assert cell_identity("tiny", Cell("ml-100k", "temporal", "dpo", 1)) != cell_identity("tiny", cell)
     assert cell_identity("tiny", Cell("ml-100k", "temporal", "dpo", 0, ("dpo.beta=0.5",))) != cell_identity(
         "tiny", cell)
+
+
+def test_a_record_made_before_a_field_existed_keeps_its_identity():
+    """Records written before a config field or hyperparameter was added (with a default that keeps the old
+    behaviour) are still found: settings at their defaults do not enter the identity, set ones do."""
+    cell = Cell("ml-100k", "temporal", "dpo", 0)
+    rec = fake_record(cell_config("tiny", cell), "dpo", 0.01)
+    older = copy.deepcopy(rec)
+    del older["config"]["backbone"]["chat_template"], older["hyperparameters"]["beta"]   # dpo's beta at its default
+    assert record_identity(older) == record_identity(rec) == cell_identity("tiny", cell)
+    changed = copy.deepcopy(rec)
+    changed["config"]["backbone"]["chat_template"] = False
+    assert record_identity(changed) != record_identity(rec)
+    assert cell_identity("tiny", cell, ["backbone.chat_template=false"]) == record_identity(changed)
     assert cell_identity("tiny", Cell("ml-100k", "temporal", "not-a-method", 0)) is None
 
 
