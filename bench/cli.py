@@ -77,6 +77,16 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def backbone_names() -> list[str]:
+    import importlib.util
+
+    from bench.backbone import TINY, WHEELS
+
+    wheels = [name + ("" if importlib.util.find_spec(w.package) else f" [not installed: {w.install}]")
+              for name, w in WHEELS.items()]
+    return [*TINY, *wheels]
+
+
 def list_registries() -> int:
     import methods
     from bench.config import PROFILES
@@ -87,6 +97,7 @@ def list_registries() -> int:
     print("shifts:    ", ", ".join(SHIFTS.names()))
     print("protocols: ", ", ".join(PROTOCOLS.names()))
     print("profiles:  ", ", ".join(PROFILES.names()))
+    print("backbones: ", ", ".join(backbone_names()), "(or a Hugging Face model id, local folder or .gguf file)")
     print("methods:")
     width = max(len(n) for n in methods.METHODS.names())
     for name in methods.METHODS.names():

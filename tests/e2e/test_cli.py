@@ -87,6 +87,9 @@ def error_line(err: str) -> str:
                                                               "got 'many'"),
     (["run", "--methods", "dpo", "--set", "seed=x"], "--set seed=x: seed: expected int, got 'x'"),
     (["run", "--methods", "dpo", "--set", "sft.epochs"], "--set 'sft.epochs': expected key=value"),
+    (["run", "--methods", "dpo", "--set", "ranking.k=5"], "ranking.k=5: the metrics go to K=20"),
+    (["run", "--methods", "dpo", "--set", "backbone.name=smollm2-135m", "--set", "backbone.gguf_file=nope.gguf"],
+     "backbone 'smollm2-135m': GGUF file"),
 ])
 def test_bad_input_exits_2_naming_it(argv, message, capsys, tmp_path):
     argv = argv + ["--set", f"results_dir={tmp_path}"]
@@ -98,5 +101,6 @@ def test_bad_input_exits_2_naming_it(argv, message, capsys, tmp_path):
 def test_ls_lists_the_registries(capsys):
     assert main(["ls"]) == 0
     out = capsys.readouterr().out
-    for name in ("ml-100k", "temporal", "exposure", "causaldpo", "sprec", "likelihood", "beam", "smoke"):
+    for name in ("ml-100k", "temporal", "exposure", "causaldpo", "sprec", "likelihood", "beam", "smoke", "small",
+                 "smollm2-135m", "tiny-qwen3"):
         assert name in out
