@@ -3,6 +3,7 @@ atomically (temporary file + rename), so a reader never sees a half-written reco
 """
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -56,11 +57,15 @@ def write_record(path: Path, record: dict) -> None:
 
 
 def read_records(results_dir: str | Path) -> list[dict]:
+    """Every record under `results_dir`: ``*.json`` as runs write them, and ``*.json.gz`` as committed leaderboard
+    records are kept (``gzip -n``); unreadable files are skipped."""
     records = []
-    for path in sorted(Path(results_dir).rglob("*.json")):
+    folder = Path(results_dir)
+    for path in sorted([*folder.rglob("*.json"), *folder.rglob("*.json.gz")]):
         try:
-            records.append(json.loads(path.read_text()))
-        except (OSError, json.JSONDecodeError):
+            text = gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
+            records.append(json.loads(text))
+        except (OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError):
             continue
     return records
 

@@ -5,7 +5,6 @@ fingerprints, training time) and every table's Markdown in one page.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -42,7 +41,9 @@ def publish(names: list[str], profile: str, results_dir: str | Path, out_dir: st
         (out / f"{name}_long.csv").write_text(render.long_csv(table))
         pages.append(render.markdown(table))
         log(f"{name}: {table.found} of {len(table.values)} values from records -> {out / name}.{{md,tex,csv}}")
-    (out / "README.md").write_text(readme(profile, results_dir, tables, pages))
+    reading = out / "READING.md"
+    (out / "README.md").write_text(readme(profile, results_dir, tables, pages,
+                                          reading.read_text() if reading.exists() else None))
     return tables
 
 
@@ -59,6 +60,8 @@ def provenance(tables: list[Table]) -> dict:
         "records": len(records),
         "git_commits": sorted({str(e.get("git_commit")) for e in env}),
         "devices": sorted({str(e.get("device")) for e in env}),
+        "cpu_models": sorted({str(e.get("cpu_model")) for e in env if e.get("cpu_model")}),
+        "torch_threads": sorted({int(e["torch_threads"]) for e in env if e.get("torch_threads")}),
         "python": sorted({str(e.get("python")) for e in env}),
         "package_versions": sorted({json.dumps(e.get("versions", {}), sort_keys=True) for e in env}),
         "protocols": sorted({str(r.get("protocol")) for r in records}),
@@ -94,13 +97,17 @@ def compute_lines(tables: list[Table]) -> list[str]:
     return lines + [""]
 
 
-def readme(profile: str, results_dir, tables: list[Table], pages: list[str]) -> str:
+def readme(profile: str, results_dir, tables: list[Table], pages: list[str], reading: str | None = None) -> str:
+    """The leaderboard's README: provenance, the hand-written reading (`READING.md` beside it, if any), compute,
+    and every table. It depends on the records only (no render time), so a re-render reproduces it."""
     prov = provenance(tables)
     lines = [f"# Leaderboard: profile `{profile}`", "",
-             f"Regenerated {time.strftime('%Y-%m-%d %H:%M:%S %z')} from the run records in `{results_dir}` by "
-             f"`python -m bench leaderboard --profile {profile}`; compare with the paper by "
-             f"`python -m bench compare --profile {profile}` (published numbers: `leaderboards/paper/`).", "",
-             "## Provenance", ""]
+             f"Rendered from the run records in `{results_dir}` by `python -m bench leaderboard --profile {profile}`; "
+             f"compare with the paper by `python -m bench compare --profile {profile}` (published numbers: "
+             f"`leaderboards/paper/`).", ""]
+    if reading:
+        lines += [reading.strip(), ""]
+    lines += ["## Provenance", ""]
     for key, value in prov.items():
         if key == "package_versions":
             value = [json.loads(v) for v in value]

@@ -292,6 +292,25 @@ def test_publish_writes_every_format(tmp_path):
     assert "Provenance" in (out / "README.md").read_text()
 
 
+def test_render_only_from_compressed_records_reproduces_every_text_file(tmp_path):
+    """Committed records are gzipped; rendering them again gives byte-identical tables and README (no render
+    time in them), and the hand-written READING.md lands in the README."""
+    from bench.leaderboard.publish import publish
+    _table5_records(tmp_path / "results")
+    subprocess.run(["gzip", "-n", *map(str, (tmp_path / "results").rglob("*.json"))], check=True)
+    first, second = tmp_path / "first", tmp_path / "second"
+    for out in (first, second):
+        out.mkdir()
+        (out / "READING.md").write_text("## Reading\n\nCausalDPO does not beat DPO here.\n")
+        publish(["table5"], "tiny", tmp_path / "results", out, [0], log=lambda m: None)
+    texts = sorted(p.name for p in first.iterdir())
+    assert "table5_long.csv" in texts and "README.md" in texts
+    assert all((first / n).read_bytes() == (second / n).read_bytes() for n in texts)
+    readme = (first / "README.md").read_text()
+    assert readme.index("CausalDPO does not beat DPO") < readme.index("## Provenance")
+    assert "table5" in readme and "5.00" in (first / "table5.md").read_text()
+
+
 def test_compute_seconds_counts_each_record_and_each_sft_model_once():
     from bench.leaderboard.publish import compute_seconds
     a = {"key": "a", "sft_tag": "s1", "sft": {"train_seconds": 100.0}, "fit_seconds": 10.0,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
 import time
 from pathlib import Path
 
@@ -92,3 +93,12 @@ def test_a_runner_removes_old_temporaries_of_killed_writers_only(tmp_path):
     assert not old_record.exists() and not old_entry.exists()
     assert young_record.exists() and live_entry.exists()                 # a live writer's are young
     assert record.exists() and (entry / "config.json").exists() and (entry / ".hidden-inside").exists()
+
+
+def test_compressed_records_are_read_like_plain_ones(tmp_path):
+    """Committed leaderboard records are gzipped (`gzip -n`); a folder may mix both, and a broken file is skipped."""
+    write_record(tmp_path / "a" / "x.json", {"key": "x", "value": 1})
+    write_record(tmp_path / "a" / "y.json", {"key": "y", "value": 2})
+    subprocess.run(["gzip", "-n", str(tmp_path / "a" / "y.json")], check=True)
+    (tmp_path / "a" / "z.json.gz").write_bytes(b"not gzip")
+    assert sorted(r["key"] for r in read_records(tmp_path)) == ["x", "y"]
