@@ -25,7 +25,9 @@ def add_parser(sub) -> None:
                    help=f"{', '.join(RAW_DATASETS.names())}, or a new name for your own file (with --format)")
     p.add_argument("--raw", required=True, help="folder holding the dataset's published raw files (your own "
                                                 "dataset: the ratings file)")
-    p.add_argument("--format", choices=("csv", "parquet", "jsonl"), help="your own dataset: the files' format")
+    p.add_argument("--format", choices=("csv", "parquet", "jsonl", "amazon2023"),
+                   help="your own dataset: the files' format (amazon2023: Amazon Reviews 2023 <Category>.jsonl with "
+                        "meta_<Category>.jsonl, columns fixed)")
     p.add_argument("--columns", help="your own dataset: user=COL,item=COL,timestamp=COL[,rating=COL][,title=COL]")
     p.add_argument("--titles", help="your own dataset: a file of the same format with the item and title columns")
     p.add_argument("--positive-threshold", type=float,
@@ -64,8 +66,6 @@ def prepare(args) -> int:
     own = {"--columns": args.columns, "--titles": args.titles, "--positive-threshold": args.positive_threshold,
            "--min-user-positives": args.min_user_positives}
     if args.format is not None:
-        if args.columns is None:
-            raise ValueError("--format (your own dataset) needs --columns user=COL,item=COL,timestamp=COL,...")
         folder = prepare_custom(args.dataset, args.raw, args.format, args.columns, args.titles,
                                 args.positive_threshold, args.min_user_positives, args.data_dir)
     elif args.dataset in RAW_DATASETS:

@@ -35,6 +35,15 @@ nothing half-written and an earlier preparation untouched). Choices:
 * Titles: stripped; per item the first non-empty one; an item given two different titles is an error naming both
   lines; a rated item with no title is an error naming its first line; titles shared by several items are made unique
   with `unique_titles` (the " [k]" suffix, as for the published datasets).
+* ``--format amazon2023``: the Amazon Reviews 2023 files (McAuley lab, amazon-reviews-2023.github.io): FILE is
+  ``<Category>.jsonl`` (one review a line: ``rating``, ``title`` -- the *review's* title --, ``text``, ``images``,
+  ``asin``, ``parent_asin``, ``user_id``, ``timestamp`` in Unix milliseconds, ``helpful_vote``,
+  ``verified_purchase``), titles come from ``meta_<Category>.jsonl`` (``--titles``, else that file beside FILE):
+  its ``title`` per ``parent_asin``. The columns are fixed (``--columns`` is an error): user ``user_id``, item
+  ``parent_asin`` (the product, variants merged, as the dataset's own benchmarks do), rating ``rating``, timestamp
+  ``timestamp``. Unlike the generic formats, reviews of products whose metadata has no title (the metadata holds a
+  few such products) are dropped, and their number kept in the manifest (``untitled_items``,
+  ``untitled_interactions``), since such real files cannot be fixed by the user.
 * ``min_user_positives`` defaults to 20 (the paper's per-user rule). The filters run at load time (`make_dataset`):
   one interaction per (user, item), the positive threshold, the per-user filter.
 """
@@ -61,7 +70,8 @@ from .prepared import (
 )
 from .types import Dataset
 
-FORMATS = ("csv", "parquet", "jsonl")
+FORMATS = ("csv", "parquet", "jsonl", "amazon2023")
+AMAZON2023 = {"user": "user_id", "item": "parent_asin", "rating": "rating", "timestamp": "timestamp", "title": "title"}
 KEYS = ("user", "item", "rating", "timestamp", "title")
 REQUIRED = ("user", "item", "timestamp")
 DEFAULT_MIN_USER_POSITIVES = 20
@@ -236,10 +246,14 @@ def _titles(table: _Table, key_values: np.ndarray, titles: np.ndarray, name: str
     return out
 
 
-def read_custom(raw: Path, fmt: str, columns: dict[str, str], titles_file: Path | None = None) -> RawData:
-    """Parse ``raw`` (and ``titles_file``) into a `RawData`, see the module docstring for every rule."""
+def read_custom(raw: Path, fmt: str, columns: dict[str, str], titles_file: Path | None = None,
+                untitled: str = "error") -> RawData:
+    """Parse ``raw`` (and ``titles_file``) into a `RawData`, see the module docstring for every rule. `untitled`:
+    "error" (a rated item without a title is an error) or "drop" (its interactions are left out and counted)."""
     if fmt not in FORMATS:
         raise ValueError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    if fmt == "amazon2023":
+        return read_amazon2023(Path(raw), titles_file)
     raw = Path(raw)
     table = _Table(raw, fmt)
     users, _, _ = _ids(table, "user", columns["user"])
@@ -258,16 +272,39 @@ def read_custom(raw: Path, fmt: str, columns: dict[str, str], titles_file: Path 
         found = _titles(table, item_text, table.text("title", columns["title"]), columns["title"], None)
     else:
         raise ValueError("no titles: give a title=COLUMN in --columns, or --titles FILE")
-    for item, first in item_ids.items():
-        if item not in found:
-            position = int(np.argmax(items == first))
-            where = f" in {ttable.path}" if titles_file is not None else ""
-            raise table.fail(position, f"item {item!r} has no title{where}")
-    titles = unique_titles({item_ids[item]: title for item, (title, _) in found.items()})
-    frame = pd.DataFrame({"user": users, "item": items, "rating": ratings, "timestamp": timestamps})
+    missing = [item for item in item_ids if item not in found]
     info = {"source": f"custom {fmt}: {', '.join(p.name for p in files)}", "timestamp": how,
             "columns": dict(columns), "implicit": "rating" not in columns}
-    return RawData(frame, titles, files, info)
+    keep = np.ones(len(users), dtype=bool)
+    if missing and untitled == "error":
+        position = int(np.argmax(items == item_ids[missing[0]]))
+        where = f" in {ttable.path}" if titles_file is not None else ""
+        raise table.fail(position, f"item {missing[0]!r} has no title{where}")
+    if missing:
+        keep = ~np.isin(items, [item_ids[m] for m in missing])
+        info.update(untitled_items=len(missing), untitled_interactions=int((~keep).sum()))
+        if not keep.any():
+            raise ValueError(f"{raw}: no item has a title in {ttable.path}")
+    titles = unique_titles({item_ids[item]: title for item, (title, _) in found.items()})
+    frame = pd.DataFrame({"user": users, "item": items, "rating": ratings, "timestamp": timestamps})[keep]
+    return RawData(frame.reset_index(drop=True), titles, files, info)
+
+
+def amazon2023_titles_file(raw: Path, titles_file: Path | None) -> Path:
+    """``--titles``, else ``meta_<Category>.jsonl`` beside ``<Category>.jsonl``; a clear error when neither exists."""
+    if titles_file is not None:
+        return Path(titles_file)
+    meta = Path(raw).with_name(f"meta_{Path(raw).name}")
+    if not meta.is_file():
+        raise FileNotFoundError(f"{meta}: no such file; --format amazon2023 reads the titles from the metadata file "
+                                f"meta_<Category>.jsonl beside the reviews, or from --titles FILE")
+    return meta
+
+
+def read_amazon2023(raw: Path, titles_file: Path | None = None) -> RawData:
+    data = read_custom(raw, "jsonl", AMAZON2023, amazon2023_titles_file(raw, titles_file), untitled="drop")
+    data.info.update(source=f"amazon2023: {', '.join(p.name for p in data.files)}", columns=dict(AMAZON2023))
+    return data
 
 
 def check_name(name: str) -> None:
@@ -296,15 +333,25 @@ def settings(fmt: str, columns: dict[str, str], positive_threshold: float | None
     return float(positive_threshold), int(min_user_positives)
 
 
-def prepare_custom(name: str, raw: str | os.PathLike, fmt: str, columns: dict[str, str] | str,
+def prepare_custom(name: str, raw: str | os.PathLike, fmt: str, columns: dict[str, str] | str | None,
                    titles: str | os.PathLike | None = None, positive_threshold: float | None = None,
                    min_user_positives: int | None = None, root: str | os.PathLike | None = None) -> Path:
     """Parse a user's file and write ``root/name`` (see the module docstring); returns the folder."""
     check_name(name)
-    if isinstance(columns, str):
-        columns = parse_columns(columns)
     if fmt not in FORMATS:
         raise ValueError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    if fmt == "amazon2023":
+        if columns:
+            raise ValueError("--columns: the amazon2023 format's columns are fixed (user_id, parent_asin, rating, "
+                             "timestamp; titles from meta_<Category>.jsonl)")
+        columns = dict(AMAZON2023)
+        if not Path(raw).is_file():
+            raise FileNotFoundError(f"{raw}: no such file")
+        titles = amazon2023_titles_file(Path(raw), Path(titles) if titles is not None else None)
+    elif isinstance(columns, str):
+        columns = parse_columns(columns)
+    elif columns is None:
+        raise ValueError(f"--format {fmt} needs --columns user=COL,item=COL,timestamp=COL,...")
     threshold, min_positives = settings(fmt, columns, positive_threshold, min_user_positives)
     data = read_custom(Path(raw), fmt, columns, Path(titles) if titles is not None else None)
     custom = {"format": fmt, "columns": columns, "positive_threshold": threshold,
@@ -316,7 +363,8 @@ def prepare_custom(name: str, raw: str | os.PathLike, fmt: str, columns: dict[st
 def prepare_command(name: str, custom: dict, root: Path | None = None) -> str:
     cols = ",".join(f"{k}={v}" for k, v in custom["columns"].items())
     cmd = (f"python -m bench data prepare --dataset {name} --format {custom['format']} --raw {custom['raw']}"
-           + (f" --titles {custom['titles']}" if custom.get("titles") else "") + f" --columns {cols}")
+           + (f" --titles {custom['titles']}" if custom.get("titles") else "")
+           + (f" --columns {cols}" if custom["format"] != "amazon2023" else ""))
     if "rating" in custom["columns"]:
         cmd += f" --positive-threshold {custom['positive_threshold']:g}"
     cmd += f" --min-user-positives {custom['min_user_positives']}"

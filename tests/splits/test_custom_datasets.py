@@ -146,3 +146,82 @@ def test_reserved_name_and_failure_keeps_earlier(tmp_path, capsys):
     # custom options with a registered dataset are an error, not silently ignored
     assert main(["data", "prepare", "--dataset", "ml-10m", "--raw", str(tmp_path), "--columns", CSV_COLUMNS]) == 2
     assert "options of your own datasets" in capsys.readouterr().err
+
+
+# --- Amazon Reviews 2023 --------------------------------------------------------------------------------------------
+
+def review(user, asin, parent, rating, ms, title="Great!"):
+    """One line of <Category>.jsonl exactly as published (field order and types of the 2023 release)."""
+    return {"rating": rating, "title": title, "text": "Works as described.", "images": [], "asin": asin,
+            "parent_asin": parent, "user_id": user, "timestamp": ms, "helpful_vote": 0, "verified_purchase": True}
+
+
+def meta(parent, title):
+    """One line of meta_<Category>.jsonl (a subset of the published fields, with their nested shapes)."""
+    return {"main_category": "All Beauty", "title": title, "average_rating": 4.5, "rating_number": 12,
+            "features": ["a", "b"], "description": [], "price": None,
+            "images": [{"thumb": "t.jpg", "large": "l.jpg", "variant": "MAIN", "hi_res": None}], "videos": [],
+            "store": "Acme", "categories": [], "details": {"Brand": "Acme"}, "parent_asin": parent,
+            "bought_together": None}
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def amazon_files(tmp_path):
+    write_jsonl(tmp_path / "All_Beauty.jsonl", [
+        review("AGKH", "B01-red", "B01", 5.0, 1588687728923, title="Love this conditioner"),
+        review("AGKH", "B02", "B02", 4.0, 1588687729000),
+        review("AFQL", "B01-blue", "B01", 3.0, 1600000000000),   # another variant of product B01
+        review("AFQL", "B03", "B03", 5.0, 1600000001000),
+        review("AFQL", "B09", "B09", 5.0, 1600000002000),        # its metadata has an empty title
+        review("AGKH", "B03", "B03", 5.0, 1600000003000),
+    ])
+    write_jsonl(tmp_path / "meta_All_Beauty.jsonl", [
+        meta("B01", "Howard LC0008 Leather Conditioner, 8-Ounce"), meta("B02", 'Shampoo "Extra" 12 oz'),
+        meta("B03", "Hair Clips"), meta("B09", ""), meta("B77", "Never reviewed"),
+    ])
+    return tmp_path / "All_Beauty.jsonl"
+
+
+def test_amazon2023_reviews_with_their_metadata(tmp_path, capsys):
+    raw = amazon_files(tmp_path)
+    assert main(["data", "prepare", "--dataset", "beauty", "--format", "amazon2023", "--raw", str(raw),
+                 "--positive-threshold", "4", "--min-user-positives", "1", "--data-dir", str(tmp_path / "data")]) == 0
+    ds = load_dataset("beauty", data_dir=tmp_path / "data")
+    # items are products (parent_asin: both B01 variants are item 1), titled from the metadata, never from the
+    # review's own "title"; the untitled product's review is dropped and counted
+    assert ds.titles == {1: "Howard LC0008 Leather Conditioner, 8-Ounce", 2: 'Shampoo "Extra" 12 oz', 3: "Hair Clips"}
+    frame = ds.interactions.sort_values(["user", "timestamp"])
+    assert frame["item"].tolist() == [1, 2, 3, 1, 3]
+    assert frame["timestamp"].tolist() == [1588687728, 1588687729, 1600000003, 1600000000, 1600000001]
+    assert frame["positive"].tolist() == [True, True, True, False, True]
+    custom = ds.info["custom"]
+    assert custom["format"] == "amazon2023" and custom["titles"] == "meta_All_Beauty.jsonl"
+    assert ds.info["untitled_items"] == 1 and ds.info["untitled_interactions"] == 1
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--columns", "user=user_id,item=asin,timestamp=timestamp"], "--columns: the amazon2023 format's columns are fixed"),
+    (["--titles", "nope.jsonl"], "nope.jsonl: no such file"),
+])
+def test_amazon2023_refuses_columns_and_missing_metadata(tmp_path, capsys, extra, message):
+    raw = amazon_files(tmp_path)
+    argv = ["data", "prepare", "--dataset", "beauty", "--format", "amazon2023", "--raw", str(raw),
+            "--positive-threshold", "4", "--data-dir", str(tmp_path / "data"), *extra]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "data" / "beauty").exists()
+    (tmp_path / "meta_All_Beauty.jsonl").unlink()
+    assert main(argv[:10] + ["--data-dir", str(tmp_path / "data")]) == 2
+    assert "meta_All_Beauty.jsonl: no such file" in capsys.readouterr().err
+
+
+def test_amazon2023_bad_review_line_is_named(tmp_path, capsys):
+    raw = amazon_files(tmp_path)
+    lines = raw.read_text().splitlines()
+    lines[2] = lines[2][:-5]                                   # a truncated line 3
+    raw.write_text("\n".join(lines) + "\n")
+    assert main(["data", "prepare", "--dataset", "beauty", "--format", "amazon2023", "--raw", str(raw),
+                 "--positive-threshold", "4", "--data-dir", str(tmp_path / "data")]) == 2
+    assert f"{raw}:3: not JSON" in capsys.readouterr().err
