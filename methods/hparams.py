@@ -28,6 +28,11 @@ def coerce(value: Any, annotation: Any, where: str) -> Any:
         return value
     if annotation is int and isinstance(value, int) and not isinstance(value, bool):
         return value
+    if annotation is float and isinstance(value, str):  # YAML 1.1 reads "2e-5" (no dot) as text
+        try:
+            value = float(value)
+        except ValueError:
+            pass
     if annotation is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         if value != value:  # NaN (YAML's .nan): never a meaningful setting, and it would only surface mid-training
             raise ConfigError(f"{where}: expected a number, got NaN")

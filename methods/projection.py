@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from sklearn.decomposition import PCA
 from sklearn.metrics import adjusted_mutual_info_score
 

@@ -34,6 +34,19 @@ def add_parsers(sub) -> None:
     lb.add_argument("--dry-run", action="store_true", help="list what would run; run and render nothing")
     lb.add_argument("--render-only", action="store_true", help="render the tables from existing records only")
     lb.add_argument("--stale-lock-hours", type=float, default=24.0, help="break group locks older than this")
+    cl = lb.add_argument_group("cluster (submitit): one job per cell group, one job array per invocation")
+    cl.add_argument("--launcher", choices=("slurm", "local"),
+                    help="submit the groups as jobs: slurm (sbatch) or local (subprocesses here, waited for)")
+    cl.add_argument("--logs", help="submitit folder for job scripts and logs (default <results>/.submitit)")
+    cl.add_argument("--slurm-partition", help="SLURM partition")
+    cl.add_argument("--gpus-per-job", type=int, default=0, help="GPUs per job (>1: accelerate launch inside it)")
+    cl.add_argument("--cpus-per-job", type=int, default=1, help="CPUs per job")
+    cl.add_argument("--mem-gb", type=float, help="memory per job in GB")
+    cl.add_argument("--time-min", type=int, default=24 * 60, help="time limit per job in minutes (then requeued)")
+    cl.add_argument("--array-parallelism", type=int, default=256, help="jobs of the array running at once")
+    cl.add_argument("--max-requeues", type=int, default=3, help="requeues per job after preemption or time-out")
+    cl.add_argument("--slurm-extra", action="append", default=[], metavar="KEY=VALUE",
+                    help="any other sbatch option, e.g. account=myproj, qos=high, constraint=a100 (repeatable)")
     cmp = sub.add_parser("compare", help="print the regenerated tables next to the published ones")
     _common(cmp)
 
@@ -103,16 +116,53 @@ def leaderboard(args, log) -> int:
             f"groups; shard {i}/{n}: {len(mine)} groups; records in {args.results}")
         runner = GridRunner(args.profile, args.results, args.cache, args.set, log,
                             stale_after=args.stale_lock_hours * 3600)
-        signal.signal(signal.SIGTERM, _exit_on_sigterm)  # so a killed runner still releases its lock
-        summary = runner.run(mine, dry_run=args.dry_run)
-        for line in summary.lines():
-            log(line)
-        status = 1 if summary.failed else 0
-        if args.dry_run:
-            return status
+        if args.launcher and not args.dry_run:
+            status = _launch(args, names, seeds, runner, mine, log)
+            if args.launcher == "slurm":
+                log(f"render the tables once the jobs are done: python -m bench leaderboard --profile "
+                    f"{args.profile}" + (f" --tables {args.tables}" if args.tables else "")
+                    + f" --seeds {args.seeds} --results {args.results} --render-only")
+                return status
+        else:
+            signal.signal(signal.SIGTERM, _exit_on_sigterm)  # so a killed runner still releases its lock
+            summary = runner.run(mine, dry_run=args.dry_run)
+            for line in summary.lines():
+                log(line)
+            status = 1 if summary.failed else 0
+            if args.dry_run:
+                return status
     out = Path(args.out) if args.out else Path("leaderboards") / args.profile
     publish(names, args.profile, args.results, out, seeds, args.set, log)
     log(f"tables written to {out}")
+    return status
+
+
+def _launch(args, names, seeds, runner, groups, log) -> int:
+    """Submit the groups with missing cells as one job array; with the local launcher, wait for them."""
+    from bench.leaderboard import launch
+    from bench.leaderboard.records import RecordIndex
+
+    index = RecordIndex.load(args.results)
+    todo = [g for g in groups if runner.missing(g, index)]
+    if not todo:
+        log("every cell has a record; nothing to submit")
+        return 0
+    res = launch.Resources(args.slurm_partition, args.gpus_per_job, args.cpus_per_job, args.mem_gb, args.time_min,
+                           args.array_parallelism, args.max_requeues, launch.parse_extra(args.slurm_extra))
+    job = launch.GroupJob(args.profile, names, seeds, str(args.results), args.cache, args.set, args.gpus_per_job,
+                          args.stale_lock_hours * 3600)
+    folder = Path(args.logs) if args.logs else Path(args.results) / ".submitit"
+    jobs = launch.submit(args.launcher, folder, res, job, [g.id for g in todo], log)
+    if args.launcher == "slurm":
+        return 0
+    status = 0
+    for group, submitted in zip(todo, jobs):
+        try:
+            for line in submitted.result():
+                log(f"{group.describe()}: {line}")
+        except Exception as err:  # noqa: BLE001 - a failed job is reported with its log, the others still count
+            log(f"{group.describe()}: job {submitted.job_id} failed (logs in {folder}): {err}")
+            status = 1
     return status
 
 

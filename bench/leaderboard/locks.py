@@ -2,7 +2,8 @@
 
 The lock is created with O_CREAT | O_EXCL (atomic on local and NFSv3+ file systems) and holds the owner's host,
 pid and start time as JSON. A lock is stale, and is broken, when its owner ran on this host and that pid is gone,
-or when it is older than `stale_after` seconds (runners on other hosts cannot be probed). Breaking renames the
+or when it is older than `stale_after` seconds (runners on other hosts cannot be probed), or when it names the
+scheduler job this process belongs to (a requeued SLURM job keeps its id: the lock is its own earlier attempt's). Breaking renames the
 file away (atomic) and checks that what it moved is the stale lock it judged; if another runner had meanwhile
 broken it and taken a fresh lock, that lock is put back (os.link fails rather than overwrite), so two runners
 breaking the same stale lock cannot both win.
@@ -16,6 +17,13 @@ import time
 from pathlib import Path
 
 DEFAULT_STALE_AFTER = 24 * 3600.0
+
+
+def job_id() -> str:
+    """This process's scheduler job (SLURM array task or job id), '' outside one; a requeued job keeps it."""
+    if os.environ.get("SLURM_ARRAY_JOB_ID"):
+        return f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ.get('SLURM_ARRAY_TASK_ID', '')}"
+    return os.environ.get("SLURM_JOB_ID", "")
 
 
 def _alive(pid: int) -> bool:
@@ -47,6 +55,8 @@ class GroupLock:
                 return True
         if time.time() - float(owner.get("time", 0)) > self.stale_after:
             return True
+        if owner.get("job") and owner.get("job") == job_id():
+            return True
         return owner.get("host") == socket.gethostname() and not _alive(int(owner.get("pid", -1)))
 
     def acquire(self) -> bool:
@@ -62,7 +72,7 @@ class GroupLock:
                 self._break(seen)
                 continue
             with os.fdopen(fd, "w") as fh:
-                json.dump({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}, fh)
+                json.dump({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time(), "job": job_id()}, fh)
             self.held = True
             return True
         return False

@@ -49,3 +49,12 @@ def test_the_paper_profile_pairs_each_shift_with_its_dataset():
     assert pair_dataset(named, True).data.dataset == "ml-100k"    # an explicit dataset wins
     with pytest.raises(ConfigError, match="dataset_for_shift"):
         apply_overrides(load_profile("tiny"), ["data.dataset_for_shift=ml-10m"], [])
+
+
+def test_exponent_floats_without_a_dot_are_numbers():
+    """YAML 1.1 reads `2e-5` as text; a float field takes it as the number the user meant, and still refuses words."""
+    cfg = apply_overrides(load_profile("tiny"), ["sft.learning_rate=2e-5", "dpo.beta=1e-1"], ["dpo"])
+    assert cfg.sft.learning_rate == 2e-5 and cfg.method_overrides["dpo"]["beta"] == "1e-1"
+    assert methods.resolve("dpo", cfg.method_overrides["dpo"]).config.beta == 0.1
+    with pytest.raises(ConfigError, match="expected float"):
+        apply_overrides(load_profile("tiny"), ["sft.learning_rate=fast"], [])
