@@ -24,6 +24,7 @@ downloaded at run time unless the user asked for it, and a missing model is a cl
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 from dataclasses import dataclass
@@ -200,13 +201,20 @@ def gguf_source(cfg: BackboneConfig) -> Path | None:
     return path
 
 
-def dequantised_folder(gguf: Path, cache_dir: Path) -> Path:
-    """A Hugging Face folder (float32 weights + tokenizer) holding the GGUF file's model, made once per file."""
+@functools.lru_cache(maxsize=8)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+    """sha256 of a file (first 16 hex digits), read once per process while its size and mtime stay the same."""
     digest = hashlib.sha256()
-    with open(gguf, "rb") as fh:
+    with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 24), b""):
             digest.update(block)
-    path = cache_dir / "base" / f"gguf-{digest.hexdigest()[:16]}"
+    return digest.hexdigest()[:16]
+
+
+def dequantised_folder(gguf: Path, cache_dir: Path) -> Path:
+    """A Hugging Face folder (float32 weights + tokenizer) holding the GGUF file's model, made once per file."""
+    stat = gguf.stat()
+    path = cache_dir / "base" / f"gguf-{_file_digest(str(gguf.resolve()), stat.st_size, stat.st_mtime_ns)}"
     if distributed.is_main() and _unreadable_tokenizer(path):
         loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
         config = loaded.config

@@ -29,7 +29,7 @@ from typing import Callable
 
 import submitit
 
-from bench.config import RunConfig
+from bench.config import SECTIONS, RunConfig
 
 LAUNCHERS = ("slurm", "local")
 
@@ -63,8 +63,7 @@ def run_arguments(cfg: RunConfig, names: list[str]) -> list[str]:
     for key, value in cfg.to_dict().items():
         if key in ("profile", "method_overrides"):
             continue
-        items = value.items() if isinstance(value, dict) and key in ("data", "backbone", "sft", "preference",
-                                                                      "ranking") else [(None, value)]
+        items = value.items() if isinstance(value, dict) and key in SECTIONS else [(None, value)]
         for name, v in items:
             args += ["--set", f"{key}.{name}={json.dumps(v)}" if name else f"{key}={json.dumps(v)}"]
     for method, overrides in cfg.method_overrides.items():
