@@ -48,6 +48,8 @@ def parser() -> argparse.ArgumentParser:
     data_cli.add_parser(sub)
     from bench.leaderboard import command as leaderboard_command
     leaderboard_command.add_parsers(sub)
+    from bench.planner import command as plan_command
+    plan_command.add_parser(sub)
     return p
 
 
@@ -68,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("leaderboard", "compare"):
             from bench.leaderboard import command as leaderboard_command
             return getattr(leaderboard_command, args.command)(args, log)
+        if args.command == "plan":
+            from bench.planner import command as plan_command
+            return plan_command.plan_command(args, log)
         return run_command(args)
     except (UnknownNameError, ConfigError, BackboneError, OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

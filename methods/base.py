@@ -14,6 +14,7 @@ from typing import Any, Callable, ClassVar, Protocol
 import numpy as np
 
 from methods.ranking import Catalogue
+from methods.workload import CellSize, Work, run_ranking_key
 from splits.registry import Registry
 from splits.types import Split
 
@@ -84,6 +85,16 @@ class Method:
 
     def fit(self, ctx: MethodContext) -> Recommender:
         raise NotImplementedError
+
+    def workload(self, size: CellSize) -> list[Work]:
+        """The training work of `fit` on a cell of `size`, beyond the cell's shared SFT model (`methods.workload`);
+        what the cost planner prices. None by default."""
+        return []
+
+    def ranking_key(self, ranking) -> str:
+        """The per-prompt cost class of the ranking that scores this method under the run's ranking settings
+        (`bench.config.RankingConfig`): the run's protocol by default; "fixed" for rankings that cost nothing."""
+        return run_ranking_key(ranking)
 
 
 METHODS: Registry[type[Method]] = Registry("method")

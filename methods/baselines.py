@@ -71,6 +71,9 @@ class MostPopular(Method):
     Config = NoConfig
     uses_sft = False
 
+    def ranking_key(self, ranking) -> str:
+        return "fixed"
+
     def fit(self, ctx: MethodContext):
         order = np.lexsort((np.arange(len(ctx.train_counts)), -ctx.train_counts))
         ctx.stats["protocol"] = "popularity order"
@@ -83,6 +86,9 @@ class RandomRanking(Method):
     paper = Paper("Uniformly random ranking (chance level)", "")
     Config = NoConfig
     uses_sft = False
+
+    def ranking_key(self, ranking) -> str:
+        return "fixed"
 
     def fit(self, ctx: MethodContext):
         n, seed = len(ctx.items), ctx.seed
@@ -130,6 +136,9 @@ class ImputationOracle(Method):
     Config = NoConfig
     uses_sft = False
     shifts = ("exposure",)
+
+    def ranking_key(self, ranking) -> str:
+        return "fixed"
 
     def fit(self, ctx: MethodContext):
         mf = ctx.split.extras.get("imputation_mf")

@@ -32,6 +32,7 @@ from methods.base import Method, MethodContext, Paper, register
 from methods.hparams import ConfigError
 from methods.ranking import ProtocolRecommender
 from methods.ranking.grounding import EMBEDDERS, make_embedder
+from methods.workload import run_ranking_key
 
 
 @dataclass
@@ -90,3 +91,8 @@ class BIGRec(Method):
         return ProtocolRecommender(ctx.load_sft_model(), catalogue, "grounding", cfg.batch_size, tokenizer=tok,
                                    embedder=embedder, num_beams=cfg.num_beams, max_new_tokens=cfg.max_new_tokens,
                                    adjust=adjust)
+
+    def ranking_key(self, ranking) -> str:
+        if self.config.protocol == "run":
+            return run_ranking_key(ranking)
+        return f"grounding/{self.config.embedder}/beams{self.config.num_beams}"

@@ -24,7 +24,8 @@ import dataclasses
 from methods.base import MethodContext, Paper, register
 from methods.dpo import DPO
 from methods.preference import optimizer_steps, with_causal
-from methods.sprec import round_budget, self_play_round
+from methods.sprec import round_budget, self_play_round, self_play_workload
+from methods.workload import CellSize, Work
 
 CausalDPO = register(with_causal(
     DPO, name="causaldpo",
@@ -57,7 +58,8 @@ class CausalDPOSelfPlay(CausalDPO):
 
     def fit(self, ctx: MethodContext):
         cfg = self.config
-        per_round = round_budget(ctx, cfg.iterations, cfg.pairs_per_iteration)
+        per_round = round_budget(ctx.preference.max_pairs, len(ctx.train.targets), cfg.iterations,
+                                 cfg.pairs_per_iteration)
         model = self.train(ctx, max_pairs=per_round)
         kept, steps = [], []
 
@@ -76,3 +78,11 @@ class CausalDPOSelfPlay(CausalDPO):
         ctx.stats["optimizer_steps"] += int(sum(steps))
         ctx.stats["projection"] = self.projection(ctx, model)  # the final model, the last round's regularizer
         return ctx.recommender(model)
+
+    def workload(self, size: CellSize) -> list[Work]:
+        cfg = self.config
+        per_round = round_budget(size.preference.max_pairs, size.train_samples, cfg.iterations,
+                                 cfg.pairs_per_iteration)
+        return (self.pairs_workload(per_round, size) + self_play_workload(size, cfg.iterations - 1, per_round,
+                                                                          cfg.sft_epochs, causal=True)
+                + self.projection_workload(per_round))

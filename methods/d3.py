@@ -47,7 +47,8 @@ from methods.hparams import ConfigError
 from methods.ranking import Catalogue, score_all, top_k
 from methods.ranking.d3 import TrieMass, assistant_distribution, d3_rank
 from methods.ranking.grounding import ground_texts
-from methods.sasrec import SASRecConfig, TrainedSASRec, fit_sasrec
+from methods.sasrec import SASRecConfig, TrainedSASRec, fit_sasrec, sasrec_workload
+from methods.workload import CellSize, Work, run_ranking_key
 
 
 @dataclass
@@ -129,3 +130,8 @@ class D3(Method):
                          assistant="sasrec")
         return D3Recommender(model, ctx.catalogue, sasrec, self.config, protocol, options)
 
+    def workload(self, size: CellSize) -> list[Work]:
+        return sasrec_workload(self.config, size)   # its assistant; the LLM is the cell's SFT model
+
+    def ranking_key(self, ranking) -> str:
+        return "d3" if self.config.protocol == "d3" else f"d3/{run_ranking_key(ranking)}"

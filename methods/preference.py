@@ -35,6 +35,7 @@ from methods.losses import LOSSES, LogProbs, mean_reduce
 from methods.negatives import random_negatives
 from methods.projection import environment_projection
 from methods.train.preference import PreferencePairs, ReferenceLogps, implicit_chosen_reward, train_preference
+from methods.workload import CellSize, Work, preference_work, reference_work
 from splits.groups import popularity_groups, time_periods
 
 
@@ -119,8 +120,31 @@ class PreferenceMethod(Method):
     def n_negatives(self, ctx: MethodContext) -> int:
         """K: the method's own `negatives` hyperparameter when it has one set (S-DPO, DMPO: their papers' K), else
         the run's `preference.negatives` (`--negatives`)."""
+        return self.negatives_for(ctx.preference)
+
+    def negatives_for(self, preference) -> int:
         own = getattr(self.config, "negatives", None)
-        return ctx.preference.negatives if own is None else int(own)
+        return preference.negatives if own is None else int(own)
+
+    def workload(self, size: CellSize) -> list[Work]:
+        """`train`'s work: the reference pass (shared by the methods drawing the same pairs) and the training."""
+        pref = size.preference
+        pairs = min(size.train_samples, pref.max_pairs or size.train_samples)
+        return self.pairs_workload(pairs, size) + self.projection_workload(pairs)
+
+    def projection_workload(self, pairs: int) -> list[Work]:
+        """The `+causal` variants' Figure 2 projection: one forward pass over up to 512 preference prompts."""
+        n = min(512, pairs)
+        return [Work("preference", "forward", n, sequences=n)] if self.causal else []
+
+    def pairs_workload(self, pairs: int, size: CellSize) -> list[Work]:
+        k = self.negatives_for(size.preference)
+        work = [preference_work(pairs, k, size.preference, self.causal)]
+        if self.needs_reference:  # the cache key: starting model and pair set (rows, K and how negatives are drawn)
+            start = "sft" if self.uses_sft else "base"
+            drawn = type(self).negatives.__qualname__
+            work.insert(0, reference_work(pairs, k, f"{start}/{pairs}x{k}/{drawn}"))
+        return work
 
     def negatives(self, ctx: MethodContext, rows: np.ndarray) -> np.ndarray:
         """(len(rows), K) rejected item ids: seeded random catalogue items outside the history and the target."""

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from methods.base import Method, MethodContext, Paper, register
+from methods.workload import CellSize, Work, sft_work
 from splits.groups import popularity_groups
 
 
@@ -135,3 +136,8 @@ class RW(Method):
                          sft_epochs=sft.epochs, sft_learning_rate=sft.learning_rate,
                          rerank_lambda=cfg.rerank_lambda, rerank_pool=cfg.rerank_pool)
         return ReRanker(ctx.recommender(model), groups, hist_share, cfg.rerank_lambda, cfg.rerank_pool)
+
+    def workload(self, size: CellSize) -> list[Work]:
+        """Its weighted SFT from the base model over every training sample."""
+        epochs = size.sft.epochs if self.config.epochs is None else self.config.epochs
+        return [sft_work(size.train_samples, epochs, size.sft)]

@@ -48,6 +48,7 @@ import torch
 from methods.base import Method, MethodContext, Paper, register
 from methods.ranking import top_k
 from methods.recbole_compat import isolated_config, load_checkpoint, quiet, recbole
+from methods.workload import CellSize, Work
 from splits.samples import Samples, build_samples
 
 DATASET = "bench"  # the RecBole dataset name; no properties/dataset/<name>.yaml of RecBole's may match it
@@ -254,3 +255,15 @@ class SASRecMethod(Method):
         trained = fit_sasrec(ctx, self.config)
         ctx.stats["protocol"] = "full-sort"  # every catalogue item by SASRec's logits, whatever the run's protocol
         return SASRecRecommender(trained)
+
+    def workload(self, size: CellSize) -> list[Work]:
+        return sasrec_workload(self.config, size)
+
+    def ranking_key(self, ranking) -> str:
+        return "sasrec"
+
+
+def sasrec_workload(cfg: SASRecConfig, size: CellSize) -> list[Work]:
+    """Its `epochs` over the training samples (the maximum when selecting on validation: early stopping may end
+    sooner)."""
+    return [Work("sasrec", "sasrec_epoch", cfg.epochs, sequences=size.train_samples * cfg.epochs)]

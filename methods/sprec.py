@@ -30,6 +30,7 @@ from methods.base import Method, MethodContext, Paper, register
 from methods.losses import dpo_loss, mean_reduce
 from methods.preference import optimizer_steps, preference_pairs
 from methods.train.preference import train_preference
+from methods.workload import CellSize, Work, preference_work, reference_work, sft_work
 
 
 @dataclass
@@ -57,7 +58,7 @@ class SPRec(Method):
                                                        ctx.tokenizer.pad_token_id)
             return model, seconds, optimizer_steps(history, pref)
 
-        per_round = round_budget(ctx, cfg.iterations, cfg.pairs_per_iteration)
+        per_round = round_budget(pref.max_pairs, len(ctx.train.targets), cfg.iterations, cfg.pairs_per_iteration)
         dpo_seconds, sft_seconds, kept, steps, sft_samples = [], [], [], [], []
         for round_ in range(cfg.iterations):
             played = self_play_round(ctx, model, round_, cfg.iterations, per_round, cfg.sft_epochs, dpo_step,
@@ -74,14 +75,33 @@ class SPRec(Method):
                          pairs=int(sum(kept)), optimizer_steps=int(sum(steps)), sft_step_samples=sft_samples)
         return ctx.recommender(model)
 
+    def workload(self, size: CellSize) -> list[Work]:
+        cfg = self.config
+        per_round = round_budget(size.preference.max_pairs, size.train_samples, cfg.iterations,
+                                 cfg.pairs_per_iteration)
+        return self_play_workload(size, cfg.iterations, per_round, cfg.sft_epochs)
 
-def round_budget(ctx: MethodContext, rounds: int, per_round: int | None) -> int:
-    """Pairs per self-play round: `per_round`, else the run's preference budget (`max_pairs`, or every training
-    sample) shared evenly by the rounds."""
+
+def self_play_workload(size: CellSize, rounds: int, per_round: int, sft_epochs: float,
+                       causal: bool = False) -> list[Work]:
+    """`rounds` self-play rounds of `per_round` pairs: the predictions, the SFT step, this round's reference pass and
+    the DPO step. Counted as if every prediction were wrong (the fewest draws): a model that predicts p% of its
+    targets draws about per_round / (1 - p) samples, a few percent more on the tiny and small profiles."""
+    work = []
+    for _ in range(rounds):
+        work += [Work("generation", "top1", per_round),
+                 sft_work(per_round, sft_epochs, size.sft),
+                 reference_work(per_round, 1, ""),
+                 preference_work(per_round, 1, size.preference, causal)]
+    return work
+
+
+def round_budget(max_pairs: int | None, samples: int, rounds: int, per_round: int | None) -> int:
+    """Pairs per self-play round: `per_round`, else the run's preference budget (`max_pairs`, or all `samples`
+    training samples) shared evenly by the rounds."""
     if per_round is not None:
         return per_round
-    budget = ctx.preference.max_pairs or len(ctx.train.targets)
-    return max(1, budget // rounds)
+    return max(1, (max_pairs or samples) // rounds)
 
 
 @dataclass

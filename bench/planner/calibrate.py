@@ -1,0 +1,156 @@
+"""`--calibrate`: measure the per-unit seconds of `bench.planner.prices.Calibration` on this device, with the real
+training and ranking code on one real cell of the profile (the first group of the plan).
+
+Top to bottom: build the cell (setup); SFT steps on a seeded subset of its training samples (seconds per step, and
+the fixed cost of a training run: its wall time minus its epoch); preference steps with 1 and with K_max rejected
+responses (intercept and per-sequence cost) and with the causal regularizer (its extra per step); a reference
+forward pass; constrained greedy top-1 decoding; two SASRec epochs; then every ranking key of the plan on the
+first evaluation prompts (the user's training items excluded, as in a run), each timed until `rank_seconds` have
+passed or `rank_prompts` prompts are ranked. Rankings are timed on the cell's cached SFT model when the cache holds
+it (a trained model prunes likelihood ranking as a run's model does), else on the model after the SFT steps.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import methods
+from bench.config import RankingConfig
+from bench.pipeline import Cell
+from bench.planner.prices import FIXED_RANKINGS, Calibration
+from bench.results import GIT_COMMIT, device_name
+from methods.d3 import D3Config, D3Recommender
+from methods.negatives import random_negatives
+from methods.preference import preference_pairs
+from methods.ranking import ProtocolRecommender
+from methods.ranking.grounding import ranking_options
+from methods.sasrec import SASRecConfig, SASRecRecommender, fit_sasrec
+from methods.train import distributed
+from methods.train.preference import ReferenceLogps, reference_logps
+from methods.train.sft import cached_entry
+
+STEPS = 24
+
+
+def calibrate(cfg, ranking_keys: list[str], max_negatives: int, log=print, rank_seconds: float = 20.0,
+              rank_prompts: int = 256) -> Calibration:
+    start = time.perf_counter()
+    cell = Cell(cfg, log)
+    setup = time.perf_counter() - start
+    rng = np.random.default_rng(cfg.seed)
+    ctx = cell.context(Path(tempfile.mkdtemp(prefix="calibrate-")))
+    n_train = len(cell.train_prompts)
+
+    sft_rows = np.sort(rng.permutation(n_train)[:STEPS * cfg.sft.batch_size * cfg.sft.grad_accum])
+    wall = time.perf_counter()
+    model, epoch = cell.sft_step(cell.base_model(), [cell.train_prompts[i] for i in sft_rows],
+                                 cell.train.targets[sft_rows], 1, cfg.sft.learning_rate)
+    wall = time.perf_counter() - wall
+    sft_steps = math.ceil(len(sft_rows) / (cfg.sft.batch_size * cfg.sft.grad_accum))
+    run_overhead = max(0.0, wall - epoch)
+    log(f"calibrate: SFT {epoch / sft_steps:.3f} s/step, {run_overhead:.1f} s to start a training run")
+
+    pref = cfg.preference
+    rows = np.sort(rng.permutation(n_train)[:STEPS * pref.batch_size * pref.grad_accum])
+    widths, step_seconds = [], []
+    dpo, causal = methods.resolve("dpo"), methods.resolve("causaldpo")
+    for k in sorted({1, max(2, max_negatives)}):
+        pairs = preference_pairs(ctx, random_negatives(ctx.train.targets[rows], [ctx.train.histories[i] for i in rows],
+                                                       ctx.items, k, cfg.seed), rows)
+        zeros = ReferenceLogps(np.zeros(len(pairs), np.float32), np.zeros((len(pairs), k), np.float32), 0.0)
+        _, seconds, _ = dpo.train_pairs(ctx, copy.deepcopy(model), pairs, zeros)
+        widths.append(pref.batch_size * pref.grad_accum * (1 + k))
+        step_seconds.append(seconds / math.ceil(len(rows) / (pref.batch_size * pref.grad_accum)))
+        if k == 1:
+            _, causal_seconds, _ = causal.train_pairs(ctx, copy.deepcopy(model), pairs, zeros)
+            causal_extra = max(0.0, causal_seconds / math.ceil(len(rows) / pref.batch_size) - step_seconds[0])
+            forward_start = time.perf_counter()
+            reference_logps(model, pairs, ctx.tokenizer.pad_token_id, ctx.device)
+            forward = (time.perf_counter() - forward_start) / (2 * len(pairs))
+    per_sequence = (step_seconds[1] - step_seconds[0]) / (widths[1] - widths[0])
+    intercept = step_seconds[0] - per_sequence * widths[0]
+    log(f"calibrate: preference step {intercept:.3f} s + {per_sequence * 1000:.2f} ms per sequence "
+        f"(+{causal_extra:.3f} s with the causal regularizer); reference forward {forward * 1000:.2f} ms/sequence")
+
+    top1_prompts = [cell.train_prompts[i] for i in rows[:64]]
+    top1_start = time.perf_counter()
+    cell.predict_top1(model, top1_prompts)
+    top1 = (time.perf_counter() - top1_start) / len(top1_prompts)
+
+    ranking_model, ranking_model_name = model, f"the model after {sft_steps} SFT steps"
+    if cached_entry(cell.sft_dir)[0] is not None:
+        ranking_model, ranking_model_name = cell.sft_model(), f"the cached SFT model {cell.sft_dir.name}"
+    sasrec_cfg = dataclasses.replace(SASRecConfig(), epochs=2)
+    trained = fit_sasrec(ctx, sasrec_cfg)
+    sasrec_epoch = trained.stats["seconds_per_epoch"] / n_train
+    log(f"calibrate: top-1 decoding {top1 * 1000:.1f} ms/prompt; SASRec {trained.stats['seconds_per_epoch']:.1f} "
+        f"s/epoch; rankings timed on {ranking_model_name}")
+
+    part = next(iter(cell.eval_parts))
+    samples, prompts = cell.eval_parts[part], cell.eval_prompts[part]
+    exclude = cell.consumed(samples)
+    rank = {}
+    for key in sorted(set(ranking_keys) - set(FIXED_RANKINGS)):
+        recommender = _recommender(key, cell, ranking_model, trained)
+        done, spent, batch = 0, 0.0, cfg.ranking.batch_size
+        while done < min(rank_prompts, len(prompts)) and (spent < rank_seconds or done == 0):
+            part_rows = slice(done, done + batch)
+            t = time.perf_counter()
+            recommender.rank(prompts[part_rows], samples.histories[part_rows], cfg.ranking.k,
+                             None if exclude is None else exclude[part_rows])
+            spent += time.perf_counter() - t
+            done += len(prompts[part_rows])
+        rank[key] = spent / done
+        log(f"calibrate: ranking {key}: {rank[key] * 1000:.1f} ms/prompt ({done} prompts)")
+
+    titles = [len(cell.completions[int(t)]) for t in cell.train.targets[:1000]]
+    return Calibration(
+        device=device_name(cell.device), device_type=cell.device.type, threads=_threads(),
+        world_size=distributed.world_size(), profile=cfg.profile, backbone=cfg.backbone.name,
+        dataset=cfg.data.dataset, train_samples=n_train, train_interactions=len(cell.split["train"]),
+        prompt_tokens=float(np.mean([len(p) for p in cell.train_prompts[:1000]])),
+        title_tokens=float(np.mean(titles)), catalogue_tokens=int(sum(len(c) for c in cell.catalogue.completions)),
+        setup=setup, run_overhead=run_overhead, sft_step=epoch / sft_steps, preference_intercept=intercept,
+        preference_per_sequence=per_sequence, causal_extra=causal_extra, forward=forward, top1=top1,
+        sasrec_epoch=sasrec_epoch, rank=rank, ranking_model=ranking_model_name,
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), git_commit=GIT_COMMIT)
+
+
+def _threads() -> int:
+    import torch
+    return torch.get_num_threads()
+
+
+def _recommender(key: str, cell: Cell, model, sasrec):
+    """The recommender a ranking key stands for (`methods.workload.run_ranking_key`, `Method.ranking_key`)."""
+    if key == "sasrec":
+        return SASRecRecommender(sasrec)
+    if key.startswith("d3"):
+        run_key = key.partition("/")[2]
+        if not run_key:
+            return D3Recommender(model, cell.catalogue, sasrec, D3Config(), "beam")
+        ranking = ranking_for(run_key, cell.cfg.ranking)
+        options = ranking_options(ranking, cell.tokenizer, cell.base_model, cell.device)
+        return D3Recommender(model, cell.catalogue, sasrec, D3Config(), ranking.protocol, options)
+    ranking = ranking_for(key, cell.cfg.ranking)
+    options = ranking_options(ranking, cell.tokenizer, cell.base_model, cell.device)
+    if ranking.protocol == "likelihood" and ranking.likelihood_bound_tokens != 1:
+        options["bound_tokens"] = ranking.likelihood_bound_tokens
+    return ProtocolRecommender(model, cell.catalogue, ranking.protocol, ranking.batch_size, **options)
+
+
+def ranking_for(key: str, base: RankingConfig) -> RankingConfig:
+    """The ranking settings a run ranking key names (the inverse of `run_ranking_key`)."""
+    protocol, *rest = key.split("/")
+    out = dataclasses.replace(base, protocol=protocol)
+    if protocol == "grounding":
+        out = dataclasses.replace(out, embedder=rest[0], grounding_beams=int(rest[1].removeprefix("beams")))
+    elif protocol == "likelihood":
+        out = dataclasses.replace(out, likelihood_bound_tokens=int(rest[0].removeprefix("bound")) if rest else 1)
+    return out

@@ -1,0 +1,223 @@
+"""`python -m bench plan`: what a grid costs before it runs, per table and per stage.
+
+    python -m bench plan --profile tiny [--tables all] [--seeds 0,1,2] [--set KEY=VALUE]
+                         [--calibrate | --calibration FILE | --tflops T] [--results DIR]
+
+Counts come from the grid's cells and the data (`bench.planner.workload`); seconds from a calibration measured here
+with `--calibrate` (saved under the cache folder, reused by later plans on the same device), a calibration file, the
+profile's committed one (`leaderboards/<profile>/calibration.json`, for its device), or FLOPs at `--tflops`.
+With `--results`, the compute measured in the records of that folder is printed beside the prediction: the SFT
+models (their training time), the methods' fits and the rankings, per table and for the whole grid.
+"""
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from pathlib import Path
+
+STAGES = ("setup", "sft model", "sft steps", "reference", "preference", "generation", "sasrec", "ranking")
+BUCKETS = {"sft model": "sft", "sft steps": "fits", "reference": "fits", "preference": "fits", "generation": "fits",
+           "sasrec": "fits", "ranking": "ranking"}
+
+
+def add_parser(sub) -> None:
+    from bench.leaderboard.command import _common
+
+    p = sub.add_parser("plan", help="predict a grid's compute per table and stage (samples, tokens, hours)")
+    _common(p)
+    p.add_argument("--cache", help="cache folder (tokenizers, calibrations; default: the profile's cache_dir)")
+    p.add_argument("--calibrate", action="store_true",
+                   help="measure the per-unit costs on this device first (a few minutes on tiny) and save them")
+    p.add_argument("--calibration", help="a calibration file to price with (or, with --calibrate, to write)")
+    p.add_argument("--tflops", type=float,
+                   help="price by FLOPs at this sustained TFLOP/s instead (no calibration; e.g. 400 for bf16 on an "
+                        "H100-class GPU)")
+    p.add_argument("--params", type=float, help="with --tflops: the backbone's parameters (default: from its config)")
+
+
+def plan_command(args, log) -> int:
+    from bench.leaderboard.command import _setup
+    from bench.leaderboard.records import cell_config, profile_config
+    from bench.planner.workload import grid_work
+
+    names, seeds = _setup(args)
+    cfg = profile_config(args.profile)
+    cache = Path(args.cache or cfg.cache_dir)
+    groups = grid_work(args.profile, names, seeds, args.set, cache, log)
+    prices = _prices(args, cache, groups, cell_config(args.profile, groups[0].group.cells[0], args.set,
+                                                      [c.method for c in groups[0].group.cells]), log)
+    predicted = predict(groups, prices)
+    measured = measure(args.profile, groups, args.results, args.set) if Path(args.results).is_dir() else None
+    if measured and not measured["cells"]["found"]:
+        measured = None
+    print(report(args.profile, names, seeds, groups, prices, predicted, measured))
+    return 0
+
+
+def _prices(args, cache: Path, groups, first_cfg, log):
+    from bench.planner.prices import CalibratedPrices, Calibration, CalibrationError, FlopsPrices
+    from bench.results import device_name
+
+    if args.tflops:
+        return FlopsPrices(args.params or _parameters(first_cfg), args.tflops, first_cfg.backbone.lora)
+    first_cfg.cache_dir = str(cache)
+    from bench.pipeline import pick_device
+    device = device_name(pick_device(first_cfg.device))
+    default = cache / "calibration" / f"{args.profile}-{_slug(device)}.json"
+    if args.calibrate:
+        from bench.planner.calibrate import calibrate
+        keys = sorted({c.ranking for g in groups for c in g.cells})
+        widths = [w.width for g in groups for w, _ in g.units() if w.kind == "preference_step"]
+        cal = calibrate(first_cfg, keys, max(widths, default=2) - 1, log)
+        for path in {default, Path(args.calibration) if args.calibration else default}:
+            cal.save(path)
+            log(f"calibration saved to {path}")
+        return CalibratedPrices(cal)
+    for path in ([Path(args.calibration)] if args.calibration else
+                 [default, Path("leaderboards") / args.profile / "calibration.json"]):
+        if path.exists():
+            cal = Calibration.load(path)
+            if cal.device != device:
+                log(f"plan: {path} was calibrated on {cal.device}, not on this {device}: its hours are that device's")
+            return CalibratedPrices(cal)
+    raise CalibrationError(f"no calibration for the {args.profile} profile on {device} (looked for {default}); "
+                           f"add --calibrate to measure one here, --calibration FILE, or --tflops T to price by FLOPs")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
+
+
+# published parameter counts of the paper's backbones (their configs are not on a machine without the weights)
+KNOWN_PARAMETERS = {"meta-llama/Llama-3.1-8B": 8.03e9, "Qwen/Qwen2.5-7B-Instruct": 7.62e9, "Qwen/Qwen3-8B": 8.19e9}
+
+
+def _parameters(cfg) -> float:
+    from bench.planner.prices import CalibrationError
+
+    if cfg.backbone.name in KNOWN_PARAMETERS:
+        return KNOWN_PARAMETERS[cfg.backbone.name]
+    raise CalibrationError(f"--tflops: the parameters of {cfg.backbone.name} are not known here; pass --params N")
+
+
+def predict(groups, prices) -> list[dict]:
+    """One row per priced piece: group id, method ("" for the group's own), stage, tables, units, tokens, seconds."""
+    rows = []
+    for g in groups:
+        size = g.size
+        all_tables = tuple(sorted({t for c in g.cells for t in c.tables}))
+        rows.append(dict(group=g.group.id, method="", stage="setup", tables=all_tables, units=0, tokens=0.0,
+                         seconds=prices.setup(size)))
+        tables = {c.method: c.tables for c in g.cells}
+        for work, method in g.units():
+            if method not in tables:
+                continue  # the group's SFT model, below
+            tokens = 0.0 if work.kind == "sasrec_epoch" else \
+                work.sequences * (size.prompt_tokens + size.title_tokens) if work.sequences else \
+                work.count * size.prompt_tokens
+            stage = "sft steps" if work.kind == "sft_step" else work.stage
+            rows.append(dict(group=g.group.id, method=method, stage=stage, tables=tables[method],
+                             units=work.sequences or work.count, tokens=tokens, seconds=prices.seconds(work, size)))
+        for cell in g.cells:
+            rows.append(dict(group=g.group.id, method=cell.method, stage="ranking", tables=cell.tables,
+                             units=size.eval_prompts, tokens=size.eval_prompts * size.prompt_tokens,
+                             seconds=prices.rank(cell.ranking, size.eval_prompts, size), ranking=cell.ranking))
+        if g.sft is not None:
+            users = tuple(sorted({t for c in g.cells for t in c.tables}))
+            rows.append(dict(group=g.group.id, method="", stage="sft model", tables=users, units=g.sft.sequences,
+                             tokens=g.sft.sequences * (size.prompt_tokens + size.title_tokens),
+                             seconds=prices.seconds(g.sft, size)))
+    return rows
+
+
+def measure(profile: str, groups, results, extra_sets) -> dict:
+    """Seconds measured in the records of the grid's cells: {"cells": found/expected, table or "grid": {bucket: s}}.
+    SFT models count once per SFT tag (their training time), fits and rankings once per record."""
+    from bench.leaderboard.records import RecordIndex, cell_identity
+
+    index = RecordIndex.load(results)
+    out: dict = defaultdict(lambda: defaultdict(float))
+    sft_seen: dict[str, set] = defaultdict(set)
+    found = expected = 0
+    for g in groups:
+        for cell_work, cell in zip(g.cells, g.group.cells):
+            expected += 1
+            record = index.get(cell_identity(profile, cell, extra_sets))
+            if record is None:
+                continue
+            found += 1
+            ranking = sum(p.get("seconds", 0.0) for p in record["results"].values())
+            for table in (*cell_work.tables, "grid"):
+                out[table]["fits"] += record.get("fit_seconds", 0.0)
+                out[table]["ranking"] += ranking
+                tag = record.get("sft_tag")
+                if tag and tag not in sft_seen[table] and record.get("sft"):
+                    sft_seen[table].add(tag)
+                    out[table]["sft"] += record["sft"].get("train_seconds", 0.0)
+    out["cells"] = {"found": found, "expected": expected}
+    return out
+
+
+def _hours(seconds: float) -> str:
+    hours = seconds / 3600
+    return f"{hours:,.1f}" if hours >= 100 else f"{hours:.3f}"
+
+
+def report(profile, names, seeds, groups, prices, rows, measured) -> str:
+    n_cells = sum(len(g.cells) for g in groups)
+    per_thread = ""
+    cal = getattr(prices, "cal", None)
+    unit = "GPU-hours" if cal is None or cal.device_type == "cuda" else "hours"
+    lines = [f"plan {profile}: {', '.join(names)}; seeds {seeds}; {n_cells} cells in {len(groups)} groups",
+             f"prices: {prices.source}"]
+    if cal is not None and cal.device_type == "cpu":
+        per_thread = f" (x {cal.threads} threads = CPU-hours)"
+    if any(g.size.estimated_tokens for g in groups):
+        lines.append("tokens: estimated as characters / 4 (the backbone's tokenizer is not on this machine)")
+    lines += ["", f"{'stage':<12} {'sequences/prompts':>18} {'tokens':>14} {unit:>10}{per_thread}"]
+    by_stage = defaultdict(lambda: [0.0, 0.0, 0.0])
+    for r in rows:
+        acc = by_stage[r["stage"]]
+        acc[0] += r["units"]
+        acc[1] += r["tokens"]
+        acc[2] += r["seconds"]
+    for stage in STAGES:
+        if stage in by_stage:
+            u, t, s = by_stage[stage]
+            units = f"{len(groups)} groups" if stage == "setup" else f"{u:,.0f}"
+            lines.append(f"{stage:<12} {units:>18} {t:>14,.0f} {_hours(s):>10}")
+    total = sum(r["seconds"] for r in rows)
+    lines.append(f"{'total':<12} {'':>18} {sum(r['tokens'] for r in rows):>14,.0f} {_hours(total):>10}")
+
+    by_rank = defaultdict(float)
+    for r in rows:
+        if r["stage"] == "ranking":
+            by_rank[r["ranking"]] += r["seconds"]
+    lines += ["", "ranking by protocol: " + ", ".join(f"{k} {_hours(v)} h" for k, v in sorted(by_rank.items()))]
+
+    lines += ["", "per table (each alone: its cells and their groups' SFT models and setup once)",
+              f"{'table':<8} {'cells':>6} {'predicted h':>12}" + (f" {'measured h':>11} {'ratio':>6}" if measured else "")]
+    for name in names:
+        mine = [r for r in rows if name in r["tables"]]
+        if not mine:
+            continue
+        cells = len({(r["group"], r["method"]) for r in mine if r["stage"] == "ranking"})
+        pred = sum(r["seconds"] for r in mine if r["stage"] != "setup")
+        line = f"{name:<8} {cells:>6} {_hours(pred + sum(r['seconds'] for r in mine if r['stage'] == 'setup')):>12}"
+        if measured:
+            got = sum(measured[name].values())
+            line += f" {_hours(got):>11} {pred / got if got else float('nan'):>6.2f}"
+        lines.append(line)
+    if measured:
+        cells = measured["cells"]
+        lines += ["", f"measured in the records: {cells['found']} of {cells['expected']} cells "
+                      f"(setup is not recorded: compared without it)",
+                  f"{'':<10} {'predicted h':>12} {'measured h':>11} {'ratio':>6}"]
+        for bucket in ("sft", "fits", "ranking"):
+            pred = sum(r["seconds"] for r in rows if BUCKETS.get(r["stage"]) == bucket)
+            got = measured["grid"][bucket]
+            lines.append(f"{bucket:<10} {_hours(pred):>12} {_hours(got):>11} {pred / got if got else float('nan'):>6.2f}")
+        pred = sum(r["seconds"] for r in rows if r["stage"] != "setup")
+        got = sum(measured["grid"].values())
+        lines.append(f"{'grid':<10} {_hours(pred):>12} {_hours(got):>11} {pred / got if got else float('nan'):>6.2f}")
+    return "\n".join(lines)

@@ -1,0 +1,151 @@
+"""Seconds for counted work: from a calibration (per-unit seconds measured on one device, `bench.planner.calibrate`)
+or, where no calibration exists (a GPU one does not have yet), from FLOPs at an assumed throughput.
+
+Calibrated prices scale with the cell: training and forward units by the mean sequence length relative to the
+calibration cell's, likelihood ranking by the catalogue's completion tokens, setup by the training interactions;
+a preference step costs ``intercept + per_sequence x batch x (1 + K)`` (fitted on two K), plus the causal
+regularizer's measured extra per step; each training run adds the measured fixed cost of starting one (loading
+the model, building the Trainer). Ranking keys not calibrated are an error that names them.
+
+The FLOPs price (``--tflops``) uses 2N FLOPs per token forward and 6N per trained token (4N with LoRA: no weight
+gradients for the frozen matrices), N the backbone's parameters; ranking per prompt: likelihood scores the prompt
+and every catalogue title (the unpruned bound), beam and grounding decode `beams x title tokens`. Decoding is memory
+bound on GPUs, so FLOPs prices of ranking are optimistic; they say so.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from methods.workload import Work
+
+FIXED_RANKINGS = ("fixed",)
+
+
+class CalibrationError(ValueError):
+    pass
+
+
+@dataclass
+class Calibration:
+    device: str                      # bench.results.device_name
+    device_type: str                 # cpu | cuda
+    threads: int                     # torch threads (CPU)
+    world_size: int
+    profile: str
+    backbone: str
+    dataset: str
+    train_samples: int
+    train_interactions: int
+    prompt_tokens: float
+    title_tokens: float
+    catalogue_tokens: int
+    setup: float                     # seconds to build a cell (data, split, samples, tokenizer)
+    run_overhead: float              # seconds to start one training run
+    sft_step: float                  # seconds per SFT optimizer step (the profile's batch)
+    preference_intercept: float      # seconds per preference step: intercept + per_sequence x sequences
+    preference_per_sequence: float
+    causal_extra: float              # seconds the causal regularizer adds to a step
+    forward: float                   # seconds per sequence, no-grad forward (reference batches)
+    top1: float                      # seconds per prompt, constrained greedy decoding
+    sasrec_epoch: float              # seconds per training sample per SASRec epoch
+    rank: dict[str, float] = field(default_factory=dict)   # seconds per prompt per ranking key
+    ranking_model: str = ""          # which model the rankings were timed on
+    created: str = ""
+    git_commit: str | None = None
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> "Calibration":
+        try:
+            return cls(**json.loads(Path(path).read_text()))
+        except (OSError, json.JSONDecodeError, TypeError) as err:
+            raise CalibrationError(f"{path}: not a calibration file ({err})") from None
+
+
+class CalibratedPrices:
+    def __init__(self, cal: Calibration):
+        self.cal = cal
+        self.source = (f"calibrated on {cal.device} ({cal.profile} profile, {cal.backbone}, {cal.dataset}; "
+                       f"rankings timed on {cal.ranking_model or 'the calibration model'})")
+
+    def _length_scale(self, size) -> float:
+        return (size.prompt_tokens + size.title_tokens) / (self.cal.prompt_tokens + self.cal.title_tokens)
+
+    def seconds(self, work: Work, size) -> float:
+        cal, scale = self.cal, self._length_scale(size)
+        if work.kind == "sft_step":
+            return work.count * cal.sft_step * scale + cal.run_overhead
+        if work.kind == "preference_step":
+            pref = size.size.preference
+            per_step = cal.preference_intercept + cal.preference_per_sequence * pref.batch_size * pref.grad_accum \
+                * work.width * scale + (cal.causal_extra if work.causal else 0.0)
+            return work.count * per_step + cal.run_overhead
+        if work.kind == "forward":
+            return work.count * cal.forward * scale
+        if work.kind == "top1":
+            return work.count * cal.top1 * size.prompt_tokens / cal.prompt_tokens
+        if work.kind == "sasrec_epoch":
+            return work.sequences * cal.sasrec_epoch
+        raise CalibrationError(f"no price for work of kind {work.kind!r}")
+
+    def setup(self, size) -> float:
+        return self.cal.setup * size.size.train_interactions / self.cal.train_interactions
+
+    def rank(self, key: str, prompts: int, size) -> float:
+        if key in FIXED_RANKINGS:
+            return 0.0
+        if key not in self.cal.rank:
+            raise CalibrationError(f"the calibration has no ranking {key!r} (it has {', '.join(sorted(self.cal.rank))});"
+                                   f" run `python -m bench plan ... --calibrate` with the same tables")
+        per_prompt = self.cal.rank[key]
+        if key.startswith("likelihood") or key.startswith("d3/likelihood"):
+            per_prompt *= size.catalogue_tokens / self.cal.catalogue_tokens
+        return prompts * per_prompt
+
+
+@dataclass
+class FlopsPrices:
+    params: float                    # backbone parameters N
+    tflops: float                    # sustained TFLOP/s assumed
+    lora: bool
+    beams: int = 20                  # the beam protocol's beams (= the list length)
+
+    @property
+    def source(self) -> str:
+        return (f"FLOPs at an assumed {self.tflops:g} TFLOP/s for {self.params / 1e9:.2f}B parameters "
+                f"({'LoRA' if self.lora else 'full fine-tuning'}); uncalibrated: ranking by decoding is memory bound "
+                f"and slower than this")
+
+    def _s(self, flops: float) -> float:
+        return flops / (self.tflops * 1e12)
+
+    def seconds(self, work: Work, size) -> float:
+        seq = size.prompt_tokens + size.title_tokens
+        train = (4 if self.lora else 6) * self.params
+        if work.kind in ("sft_step", "preference_step"):
+            return self._s(work.sequences * seq * train)
+        if work.kind == "forward":
+            return self._s(work.sequences * seq * 2 * self.params)
+        if work.kind == "top1":
+            return self._s(work.count * (size.prompt_tokens + size.title_tokens) * 2 * self.params)
+        if work.kind == "sasrec_epoch":
+            return 0.0
+        raise CalibrationError(f"no price for work of kind {work.kind!r}")
+
+    def setup(self, size) -> float:
+        return 0.0
+
+    def rank(self, key: str, prompts: int, size) -> float:
+        if key in FIXED_RANKINGS or key == "sasrec":
+            return 0.0
+        if "likelihood" in key:
+            tokens = size.prompt_tokens + size.catalogue_tokens
+        else:
+            beams = self.beams if key in ("beam", "d3") else int(key.rsplit("beams", 1)[-1]) if "beams" in key else 1
+            tokens = size.prompt_tokens + beams * size.title_tokens
+        return self._s(prompts * tokens * 2 * self.params)

@@ -1,0 +1,184 @@
+"""The cost planner: methods' declared work, its arithmetic on a known grid, calibration files, measured compute
+from records, and a real (smoke-sized) calibration through the CLI."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import pytest
+
+import methods
+from bench.cli import main
+from bench.leaderboard.records import cell_config, cell_identity
+from bench.planner.command import measure, predict
+from bench.planner.prices import CalibratedPrices, Calibration, CalibrationError, FlopsPrices
+from bench.planner.workload import grid_work
+from methods.train.config import PreferenceConfig, SFTConfig
+from methods.workload import CellSize, Work
+
+SIZE = CellSize(train_samples=10_000, train_interactions=12_000, sft=SFTConfig(epochs=3, batch_size=32),
+                preference=PreferenceConfig(batch_size=16, max_pairs=4096, negatives=1))
+
+
+def by_kind(work: list[Work], kind: str) -> list[Work]:
+    return [w for w in work if w.kind == kind]
+
+
+def test_preference_methods_declare_pairs_steps_and_their_reference():
+    dpo = methods.resolve("dpo").workload(SIZE)
+    (ref,), (train,) = by_kind(dpo, "forward"), by_kind(dpo, "preference_step")
+    assert (ref.sequences, train.count, train.sequences, train.width) == (4096 * 2, 4096 / 16, 4096 * 2, 2)
+    sdpo = methods.resolve("sdpo").workload(SIZE)   # S-DPO's own K = 3
+    assert by_kind(sdpo, "preference_step")[0].width == 4 and by_kind(sdpo, "forward")[0].sequences == 4096 * 4
+    assert not by_kind(methods.resolve("simpo").workload(SIZE), "forward")   # reference-free
+    small = dataclasses.replace(SIZE, train_samples=1000)                  # fewer samples than the budget
+    assert by_kind(methods.resolve("dpo").workload(small), "preference_step")[0].count == math.ceil(1000 / 16)
+
+
+def test_methods_drawing_the_same_pairs_share_one_reference_pass_and_rosepo_does_not():
+    keys = {name: by_kind(methods.resolve(name).workload(SIZE), "forward")[0].shared
+            for name in ("dpo", "causaldpo", "drdpo+causal", "rosepo", "causaldpo-nosft")}
+    assert keys["dpo"] == keys["causaldpo"] == keys["drdpo+causal"]
+    assert keys["rosepo"] != keys["dpo"] and keys["causaldpo-nosft"] != keys["dpo"]
+    causal = methods.resolve("causaldpo").workload(SIZE)
+    assert by_kind(causal, "preference_step")[0].causal and by_kind(causal, "forward")[1].sequences == 512
+
+
+def test_self_play_rounds_share_the_preference_budget():
+    plain = by_kind(methods.resolve("dpo").workload(SIZE), "preference_step")[0]
+    for name, overrides in (("sprec", {"iterations": 4}), ("causaldpo-selfplay", {"iterations": 4})):
+        work = methods.resolve(name, overrides).workload(SIZE)
+        steps = by_kind(work, "preference_step")
+        assert len(steps) == 4 and sum(w.sequences for w in steps) == plain.sequences
+        assert sum(w.count for w in steps) == plain.count
+        assert len(by_kind(work, "top1")) == (4 if name == "sprec" else 3)   # causaldpo's round 1 has no self-play
+        assert all(w.sequences == 1024 for w in by_kind(work, "sft_step"))
+
+
+def test_other_methods_declare_their_own_training_and_ranking():
+    assert by_kind(methods.resolve("rw").workload(SIZE), "sft_step")[0].sequences == 3 * 10_000
+    assert by_kind(methods.resolve("sasrec").workload(SIZE), "sasrec_epoch")[0].count == 30
+    assert methods.resolve("sft").workload(SIZE) == [] and methods.resolve("mostpop").ranking_key(None) == "fixed"
+    from bench.config import RankingConfig
+    ranking = RankingConfig(protocol="grounding", embedder="minilm")
+    assert methods.resolve("dpo").ranking_key(ranking) == "grounding/minilm/beams1"
+    assert methods.resolve("bigrec").ranking_key(ranking) == "grounding/backbone/beams4"
+    assert methods.resolve("d3").ranking_key(ranking) == "d3"
+    assert methods.resolve("d3", {"protocol": "run"}).ranking_key(ranking) == "d3/grounding/minilm/beams1"
+
+
+@pytest.fixture(scope="module")
+def table6(tmp_path_factory):
+    """Table 6 on the smoke profile: one group (exposure), dpo, cpo, simpo and causaldpo."""
+    return grid_work("smoke", ["table6"], [0], [], tmp_path_factory.mktemp("cache"), log=lambda m: None)
+
+
+def round_calibration(size, **changes) -> Calibration:
+    values = dict(device="cpu (1 threads, test)", device_type="cpu", threads=1, world_size=1, profile="smoke",
+                  backbone="tiny-llama", dataset="ml-100k", train_samples=size.size.train_samples,
+                  train_interactions=size.size.train_interactions, prompt_tokens=size.prompt_tokens,
+                  title_tokens=size.title_tokens, catalogue_tokens=size.catalogue_tokens, setup=10.0,
+                  run_overhead=5.0, sft_step=1.0, preference_intercept=0.5, preference_per_sequence=0.01,
+                  causal_extra=0.25, forward=0.001, top1=0.0, sasrec_epoch=0.0, rank={"likelihood": 0.1})
+    values.update(changes)
+    return Calibration(**values)
+
+
+def test_the_plan_of_a_known_grid_adds_up(table6):
+    (group,) = table6
+    size = group.size
+    assert sorted(c.method for c in group.cells) == ["causaldpo", "cpo", "dpo", "simpo"]
+    assert (size.size.train_samples, size.eval_prompts) == (256, 64)     # smoke: capped samples, exposure OOD only
+    rows = predict(table6, CalibratedPrices(round_calibration(size)))
+    stage = {s: sum(r["seconds"] for r in rows if r["stage"] == s) for s in {r["stage"] for r in rows}}
+    pairs, steps = 64, 8                          # smoke: max_pairs 64, batch 8
+    assert stage["setup"] == pytest.approx(10.0)
+    assert stage["sft model"] == pytest.approx(math.ceil(256 / 32) * 1.0 + 5.0)
+    assert stage["reference"] == pytest.approx(pairs * 2 * 0.001)                   # dpo and causaldpo share it
+    step = 0.5 + 0.01 * 8 * 2
+    assert stage["preference"] == pytest.approx(3 * (steps * step + 5) + steps * (step + 0.25) + 5 + pairs * 0.001)
+    assert stage["ranking"] == pytest.approx(4 * 64 * 0.1)
+    longer = CalibratedPrices(round_calibration(size, prompt_tokens=size.prompt_tokens / 2,
+                                                title_tokens=size.title_tokens / 2, catalogue_tokens=size.catalogue_tokens // 2))
+    doubled = {s: sum(r["seconds"] for r in predict(table6, longer) if r["stage"] == s) for s in ("sft model", "ranking")}
+    assert doubled["sft model"] == pytest.approx(8 * 2.0 + 5.0)                  # twice the tokens per sequence
+    assert doubled["ranking"] == pytest.approx(stage["ranking"] * size.catalogue_tokens / (size.catalogue_tokens // 2))
+
+
+def test_an_uncalibrated_ranking_is_an_error_that_says_how_to_calibrate(table6):
+    with pytest.raises(CalibrationError, match="--calibrate"):
+        predict(table6, CalibratedPrices(round_calibration(table6[0].size, rank={"beam": 0.1})))
+
+
+def test_flops_prices_follow_6n_per_trained_token_and_2n_forward(table6):
+    size = table6[0].size
+    prices = FlopsPrices(params=1e9, tflops=100.0, lora=False)
+    seq = size.prompt_tokens + size.title_tokens
+    train = Work("preference", "preference_step", 8, sequences=128, width=2)
+    assert prices.seconds(train, size) == pytest.approx(128 * seq * 6e9 / 1e14)
+    assert FlopsPrices(1e9, 100.0, lora=True).seconds(train, size) == pytest.approx(128 * seq * 4e9 / 1e14)
+    assert prices.seconds(Work("reference", "forward", 128, sequences=128), size) == pytest.approx(128 * seq * 2e9 / 1e14)
+    assert prices.rank("likelihood", 10, size) == pytest.approx(10 * (size.prompt_tokens + size.catalogue_tokens) * 2e9 / 1e14)
+
+
+def test_calibration_files_round_trip_and_a_bad_one_is_named(tmp_path, table6):
+    cal = round_calibration(table6[0].size)
+    cal.save(tmp_path / "c.json")
+    assert Calibration.load(tmp_path / "c.json") == cal
+    (tmp_path / "bad.json").write_text("{\"device\": 1}")
+    with pytest.raises(CalibrationError, match="bad.json"):
+        Calibration.load(tmp_path / "bad.json")
+
+
+def test_measured_compute_counts_each_sft_model_once(tmp_path, table6):
+    (group,) = table6
+    for cell in group.group.cells:
+        cfg = cell_config("smoke", cell, [])
+        method = methods.resolve(cell.method, cfg.method_overrides.get(cell.method))
+        record = {"method": cell.method, "hyperparameters": dataclasses.asdict(method.config), "config": cfg.to_dict(),
+                  "fit_seconds": 3.0, "results": {"ood_test": {"seconds": 2.0}}, "sft_tag": "one",
+                  "sft": {"train_seconds": 7.0}, "created": "2026"}
+        assert cell_identity("smoke", cell, []) is not None
+        (tmp_path / f"{cell.method}.json").write_text(json.dumps(record))
+    got = measure("smoke", table6, tmp_path, [])
+    assert got["cells"] == {"found": 4, "expected": 4}
+    assert dict(got["grid"]) == {"fits": 12.0, "ranking": 8.0, "sft": 7.0}
+    assert dict(got["table6"]) == dict(got["grid"])
+
+
+def test_plan_command_calibrates_saves_and_reuses_the_calibration(tmp_path, capsys):
+    cache = tmp_path / "cache"
+    args = ["plan", "--profile", "smoke", "--tables", "6", "--cache", str(cache), "--results", str(tmp_path / "none")]
+    assert main(args + ["--calibration", str(tmp_path / "mine.json")]) == 2          # none yet: a clear error
+    assert "--calibrate" in capsys.readouterr().err
+    assert main(args + ["--calibrate"]) == 0
+    out = capsys.readouterr().out
+    saved = list((cache / "calibration").glob("smoke-*.json"))
+    assert len(saved) == 1 and "likelihood" in Calibration.load(saved[0]).rank
+    assert "table6" in out and "preference" in out and "prices: calibrated on cpu" in out
+    assert main(args) == 0                                                             # reused, not measured again
+    again = capsys.readouterr()
+    assert "calibrate:" not in again.err + again.out and again.out.splitlines()[-1] == out.splitlines()[-1]
+
+
+def test_declared_work_is_what_fit_does(tmp_path):
+    """The pairs and optimizer steps a method declares are those its record reports after a real smoke run."""
+    from bench.config import apply_overrides, load_profile
+    from bench.pipeline import run
+
+    names = ["dpo", "sdpo", "sprec"]
+    cfg = apply_overrides(load_profile("smoke"), [f"results_dir={tmp_path / 'r'}", f"cache_dir={tmp_path / 'c'}",
+                                                  "sprec.iterations=2", "data.shift=exposure"], names)
+    size = grid_work("smoke", ["table6"], [0], [], tmp_path / "c", log=lambda m: None)[0].size.size  # exposure
+    records = {r["method"]: r for r in run(cfg, names, log=lambda m: None)}
+    for name in names:
+        work = methods.resolve(name, cfg.method_overrides.get(name)).workload(size)
+        steps = by_kind(work, "preference_step")
+        stats = records[name]["method_stats"]
+        assert stats["optimizer_steps"] <= sum(w.count for w in steps)
+        if name != "sprec":   # self-play keeps only wrong predictions: at most the declared pairs
+            assert stats["pairs"] * (1 + stats["negatives"]) == sum(w.sequences for w in steps)
+            assert stats["optimizer_steps"] == sum(w.count for w in steps)
+        else:
+            assert len(steps) == 2 and stats["pairs"] <= sum(w.sequences for w in steps) / 2
