@@ -16,8 +16,8 @@ from collections import defaultdict
 from pathlib import Path
 
 STAGES = ("setup", "sft model", "sft steps", "reference", "preference", "generation", "sasrec", "ranking")
-BUCKETS = {"sft model": "sft", "sft steps": "fits", "reference": "fits", "preference": "fits", "generation": "fits",
-           "sasrec": "fits", "ranking": "ranking"}
+BUCKETS = {"sft model": "sft", "sft steps": "fit", "reference": "fit", "preference": "fit", "generation": "fit",
+           "sasrec": "fit", "ranking": "ranking"}
 
 
 def add_parser(sub) -> None:
@@ -131,30 +131,22 @@ def predict(groups, prices) -> list[dict]:
 
 
 def measure(profile: str, groups, results, extra_sets) -> dict:
-    """Seconds measured in the records of the grid's cells: {"cells": found/expected, table or "grid": {bucket: s}}.
-    SFT models count once per SFT tag (their training time), fits and rankings once per record."""
+    """Seconds measured in the records of the grid's cells (`publish.compute_seconds`: SFT models once per tag, fits
+    and rankings once per record), per table and for the whole grid, and how many cells have a record."""
+    from bench.leaderboard.publish import compute_seconds
     from bench.leaderboard.records import RecordIndex, cell_identity
 
     index = RecordIndex.load(results)
-    out: dict = defaultdict(lambda: defaultdict(float))
-    sft_seen: dict[str, set] = defaultdict(set)
-    found = expected = 0
+    found: dict[str, list] = defaultdict(list)
+    expected = 0
     for g in groups:
         for cell_work, cell in zip(g.cells, g.group.cells):
             expected += 1
             record = index.get(cell_identity(profile, cell, extra_sets))
-            if record is None:
-                continue
-            found += 1
-            ranking = sum(p.get("seconds", 0.0) for p in record["results"].values())
-            for table in (*cell_work.tables, "grid"):
-                out[table]["fits"] += record.get("fit_seconds", 0.0)
-                out[table]["ranking"] += ranking
-                tag = record.get("sft_tag")
-                if tag and tag not in sft_seen[table] and record.get("sft"):
-                    sft_seen[table].add(tag)
-                    out[table]["sft"] += record["sft"].get("train_seconds", 0.0)
-    out["cells"] = {"found": found, "expected": expected}
+            for table in (*cell_work.tables, "grid") if record is not None else ():
+                found[table].append(record)
+    out = {table: compute_seconds(records) for table, records in found.items()}
+    out["cells"] = {"found": len(found["grid"]), "expected": expected}
     return out
 
 
@@ -205,7 +197,7 @@ def report(profile, names, seeds, groups, prices, rows, measured) -> str:
         pred = sum(r["seconds"] for r in mine if r["stage"] != "setup")
         line = f"{name:<8} {cells:>6} {_hours(pred + sum(r['seconds'] for r in mine if r['stage'] == 'setup')):>12}"
         if measured:
-            got = sum(measured[name].values())
+            got = measured.get(name, {}).get("total", 0)
             line += f" {_hours(got):>11} {pred / got if got else float('nan'):>6.2f}"
         lines.append(line)
     if measured:
@@ -213,11 +205,11 @@ def report(profile, names, seeds, groups, prices, rows, measured) -> str:
         lines += ["", f"measured in the records: {cells['found']} of {cells['expected']} cells "
                       f"(setup is not recorded: compared without it)",
                   f"{'':<10} {'predicted h':>12} {'measured h':>11} {'ratio':>6}"]
-        for bucket in ("sft", "fits", "ranking"):
+        for bucket in ("sft", "fit", "ranking"):
             pred = sum(r["seconds"] for r in rows if BUCKETS.get(r["stage"]) == bucket)
             got = measured["grid"][bucket]
             lines.append(f"{bucket:<10} {_hours(pred):>12} {_hours(got):>11} {pred / got if got else float('nan'):>6.2f}")
         pred = sum(r["seconds"] for r in rows if r["stage"] != "setup")
-        got = sum(measured["grid"].values())
+        got = measured["grid"]["total"]
         lines.append(f"{'grid':<10} {_hours(pred):>12} {_hours(got):>11} {pred / got if got else float('nan'):>6.2f}")
     return "\n".join(lines)

@@ -11,7 +11,7 @@ import pytest
 import methods
 from bench.cli import main
 from bench.leaderboard.records import cell_config, cell_identity
-from bench.planner.command import measure, predict
+from bench.planner.command import measure, predict, report
 from bench.planner.prices import CalibratedPrices, Calibration, CalibrationError, FlopsPrices
 from bench.planner.workload import grid_work
 from methods.train.config import PreferenceConfig, SFTConfig
@@ -136,15 +136,21 @@ def test_measured_compute_counts_each_sft_model_once(tmp_path, table6):
     for cell in group.group.cells:
         cfg = cell_config("smoke", cell, [])
         method = methods.resolve(cell.method, cfg.method_overrides.get(cell.method))
-        record = {"method": cell.method, "hyperparameters": dataclasses.asdict(method.config), "config": cfg.to_dict(),
+        record = {"key": cell.method, "method": cell.method, "hyperparameters": dataclasses.asdict(method.config), "config": cfg.to_dict(),
                   "fit_seconds": 3.0, "results": {"ood_test": {"seconds": 2.0}}, "sft_tag": "one",
                   "sft": {"train_seconds": 7.0}, "created": "2026"}
         assert cell_identity("smoke", cell, []) is not None
         (tmp_path / f"{cell.method}.json").write_text(json.dumps(record))
     got = measure("smoke", table6, tmp_path, [])
     assert got["cells"] == {"found": 4, "expected": 4}
-    assert dict(got["grid"]) == {"fits": 12.0, "ranking": 8.0, "sft": 7.0}
-    assert dict(got["table6"]) == dict(got["grid"])
+    assert got["grid"] == {"records": 4, "fit": 12, "ranking": 8, "sft": 7, "total": 27}
+    assert got["table6"] == got["grid"]
+    prices = CalibratedPrices(round_calibration(group.size))
+    rows = predict(table6, prices)
+    text = report("smoke", ["table6"], [0], table6, prices, rows, got)
+    predicted = sum(r["seconds"] for r in rows if r["stage"] != "setup")
+    assert "measured in the records: 4 of 4 cells" in text
+    assert text.splitlines()[-1].split() == ["grid", f"{predicted / 3600:.3f}", f"{27 / 3600:.3f}", f"{predicted / 27:.2f}"]
 
 
 def test_plan_command_calibrates_saves_and_reuses_the_calibration(tmp_path, capsys):
