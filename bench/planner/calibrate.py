@@ -44,71 +44,23 @@ def calibrate(cfg, ranking_keys: list[str], max_negatives: int, log=print, rank_
     cell = Cell(cfg, log)
     setup = time.perf_counter() - start
     rng = np.random.default_rng(cfg.seed)
-    ctx = cell.context(Path(tempfile.mkdtemp(prefix="calibrate-")))
+    with tempfile.TemporaryDirectory(prefix="calibrate-") as out:
+        ctx = cell.context(Path(out))
+        model, sft = _time_sft(cell, rng, log)
+        preference = _time_preference(ctx, model, rng, max_negatives, log)
+        ranking_model, ranking_model_name = model, f"the model after {sft['steps']} SFT steps"
+        if cached_entry(cell.sft_dir)[0] is not None:
+            ranking_model, ranking_model_name = cell.sft_model(), f"the cached SFT model {cell.sft_dir.name}"
+        top1_prompts = cell.train_prompts[:64]
+        top1_start = time.perf_counter()
+        cell.predict_top1(ranking_model, top1_prompts)
+        top1 = (time.perf_counter() - top1_start) / len(top1_prompts)
+        sasrec = fit_sasrec(ctx, dataclasses.replace(SASRecConfig(), epochs=2))
+        log(f"calibrate: top-1 decoding {top1 * 1000:.1f} ms/prompt; SASRec {sasrec.stats['seconds_per_epoch']:.1f} "
+            f"s/epoch; rankings timed on {ranking_model_name}")
+        rank = _time_rankings(cell, ranking_keys, ranking_model, sasrec, rank_seconds, rank_prompts, log)
+
     n_train = len(cell.train_prompts)
-
-    sft_rows = np.sort(rng.permutation(n_train)[:STEPS * cfg.sft.batch_size * cfg.sft.grad_accum])
-    wall = time.perf_counter()
-    model, epoch = cell.sft_step(cell.base_model(), [cell.train_prompts[i] for i in sft_rows],
-                                 cell.train.targets[sft_rows], 1, cfg.sft.learning_rate)
-    wall = time.perf_counter() - wall
-    sft_steps = math.ceil(len(sft_rows) / (cfg.sft.batch_size * cfg.sft.grad_accum))
-    run_overhead = max(0.0, wall - epoch)
-    log(f"calibrate: SFT {epoch / sft_steps:.3f} s/step, {run_overhead:.1f} s to start a training run")
-
-    pref = cfg.preference
-    rows = np.sort(rng.permutation(n_train)[:STEPS * pref.batch_size * pref.grad_accum])
-    widths, step_seconds = [], []
-    dpo, causal = methods.resolve("dpo"), methods.resolve("causaldpo")
-    for k in sorted({1, max(2, max_negatives)}):
-        pairs = preference_pairs(ctx, random_negatives(ctx.train.targets[rows], [ctx.train.histories[i] for i in rows],
-                                                       ctx.items, k, cfg.seed), rows)
-        zeros = ReferenceLogps(np.zeros(len(pairs), np.float32), np.zeros((len(pairs), k), np.float32), 0.0)
-        _, seconds, _ = dpo.train_pairs(ctx, copy.deepcopy(model), pairs, zeros)
-        widths.append(pref.batch_size * pref.grad_accum * (1 + k))
-        step_seconds.append(seconds / math.ceil(len(rows) / (pref.batch_size * pref.grad_accum)))
-        if k == 1:
-            _, causal_seconds, _ = causal.train_pairs(ctx, copy.deepcopy(model), pairs, zeros)
-            causal_extra = max(0.0, causal_seconds / math.ceil(len(rows) / pref.batch_size) - step_seconds[0])
-            forward_start = time.perf_counter()
-            reference_logps(model, pairs, ctx.tokenizer.pad_token_id, ctx.device)
-            forward = (time.perf_counter() - forward_start) / (2 * len(pairs))
-    per_sequence = (step_seconds[1] - step_seconds[0]) / (widths[1] - widths[0])
-    intercept = step_seconds[0] - per_sequence * widths[0]
-    log(f"calibrate: preference step {intercept:.3f} s + {per_sequence * 1000:.2f} ms per sequence "
-        f"(+{causal_extra:.3f} s with the causal regularizer); reference forward {forward * 1000:.2f} ms/sequence")
-
-    top1_prompts = [cell.train_prompts[i] for i in rows[:64]]
-    top1_start = time.perf_counter()
-    cell.predict_top1(model, top1_prompts)
-    top1 = (time.perf_counter() - top1_start) / len(top1_prompts)
-
-    ranking_model, ranking_model_name = model, f"the model after {sft_steps} SFT steps"
-    if cached_entry(cell.sft_dir)[0] is not None:
-        ranking_model, ranking_model_name = cell.sft_model(), f"the cached SFT model {cell.sft_dir.name}"
-    sasrec_cfg = dataclasses.replace(SASRecConfig(), epochs=2)
-    trained = fit_sasrec(ctx, sasrec_cfg)
-    sasrec_epoch = trained.stats["seconds_per_epoch"] / n_train
-    log(f"calibrate: top-1 decoding {top1 * 1000:.1f} ms/prompt; SASRec {trained.stats['seconds_per_epoch']:.1f} "
-        f"s/epoch; rankings timed on {ranking_model_name}")
-
-    part = next(iter(cell.eval_parts))
-    samples, prompts = cell.eval_parts[part], cell.eval_prompts[part]
-    exclude = cell.consumed(samples)
-    rank = {}
-    for key in sorted(set(ranking_keys) - set(FIXED_RANKINGS)):
-        recommender = _recommender(key, cell, ranking_model, trained)
-        done, spent, batch = 0, 0.0, cfg.ranking.batch_size
-        while done < min(rank_prompts, len(prompts)) and (spent < rank_seconds or done == 0):
-            part_rows = slice(done, done + batch)
-            t = time.perf_counter()
-            recommender.rank(prompts[part_rows], samples.histories[part_rows], cfg.ranking.k,
-                             None if exclude is None else exclude[part_rows])
-            spent += time.perf_counter() - t
-            done += len(prompts[part_rows])
-        rank[key] = spent / done
-        log(f"calibrate: ranking {key}: {rank[key] * 1000:.1f} ms/prompt ({done} prompts)")
-
     titles = [len(cell.completions[int(t)]) for t in cell.train.targets[:1000]]
     return Calibration(
         device=device_name(cell.device), device_type=cell.device.type, threads=_threads(),
@@ -116,10 +68,76 @@ def calibrate(cfg, ranking_keys: list[str], max_negatives: int, log=print, rank_
         dataset=cfg.data.dataset, train_samples=n_train, train_interactions=len(cell.split["train"]),
         prompt_tokens=float(np.mean([len(p) for p in cell.train_prompts[:1000]])),
         title_tokens=float(np.mean(titles)), catalogue_tokens=int(sum(len(c) for c in cell.catalogue.completions)),
-        setup=setup, run_overhead=run_overhead, sft_step=epoch / sft_steps, preference_intercept=intercept,
-        preference_per_sequence=per_sequence, causal_extra=causal_extra, forward=forward, top1=top1,
-        sasrec_epoch=sasrec_epoch, rank=rank, ranking_model=ranking_model_name,
-        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), git_commit=GIT_COMMIT)
+        setup=setup, run_overhead=sft["overhead"], sft_step=sft["step"], top1=top1,
+        sasrec_epoch=sasrec.stats["seconds_per_epoch"] / n_train, rank=rank, ranking_model=ranking_model_name,
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), git_commit=GIT_COMMIT, **preference)
+
+
+def _time_sft(cell: Cell, rng, log):
+    """STEPS SFT steps from the base model: (the model, {seconds per step, run start-up seconds, steps})."""
+    sft = cell.cfg.sft
+    per_step = sft.batch_size * sft.grad_accum
+    rows = np.sort(rng.permutation(len(cell.train_prompts))[:STEPS * per_step])
+    wall = time.perf_counter()
+    model, epoch = cell.sft_step(cell.base_model(), [cell.train_prompts[i] for i in rows], cell.train.targets[rows],
+                                 1, sft.learning_rate)
+    wall = time.perf_counter() - wall
+    steps = math.ceil(len(rows) / per_step)
+    out = {"step": epoch / steps, "overhead": max(0.0, wall - epoch), "steps": steps}
+    log(f"calibrate: SFT {out['step']:.3f} s/step, {out['overhead']:.1f} s to start a training run")
+    return model, out
+
+
+def _time_preference(ctx, model, rng, max_negatives: int, log) -> dict:
+    """STEPS preference steps (DPO) with 1 and with max(2, K_max) rejected responses, CausalDPO's with 1, and the
+    reference forward pass over the first pair set: the preference fields of `Calibration`."""
+    pref = ctx.preference
+    per_step = pref.batch_size * pref.grad_accum
+    rows = np.sort(rng.permutation(len(ctx.train.prompts))[:STEPS * per_step])
+    steps = math.ceil(len(rows) / per_step)
+    widths, step_seconds = [], []
+    for k in sorted({1, max(2, max_negatives)}):
+        negatives = random_negatives(ctx.train.targets[rows], [ctx.train.histories[i] for i in rows], ctx.items, k,
+                                     ctx.seed)
+        pairs = preference_pairs(ctx, negatives, rows)
+        zeros = ReferenceLogps(np.zeros(len(pairs), np.float32), np.zeros((len(pairs), k), np.float32), 0.0)
+        _, seconds, _ = methods.resolve("dpo").train_pairs(ctx, copy.deepcopy(model), pairs, zeros)
+        widths.append(per_step * (1 + k))
+        step_seconds.append(seconds / steps)
+        if k == 1:
+            _, causal_seconds, _ = methods.resolve("causaldpo").train_pairs(ctx, copy.deepcopy(model), pairs, zeros)
+            forward_start = time.perf_counter()
+            reference_logps(model, pairs, ctx.tokenizer.pad_token_id, ctx.device)
+            forward = (time.perf_counter() - forward_start) / (2 * len(pairs))
+    per_sequence = (step_seconds[1] - step_seconds[0]) / (widths[1] - widths[0])
+    out = {"preference_intercept": step_seconds[0] - per_sequence * widths[0], "preference_per_sequence": per_sequence,
+           "causal_extra": max(0.0, causal_seconds / steps - step_seconds[0]), "forward": forward}
+    log(f"calibrate: preference step {out['preference_intercept']:.3f} s + {per_sequence * 1000:.2f} ms per sequence "
+        f"(+{out['causal_extra']:.3f} s with the causal regularizer); reference forward {forward * 1000:.2f} "
+        f"ms/sequence")
+    return out
+
+
+def _time_rankings(cell: Cell, keys: list[str], model, sasrec, budget: float, most: int, log) -> dict[str, float]:
+    """Seconds per prompt of each ranking key on the first evaluation prompts, each until `budget` seconds have
+    passed or `most` prompts are ranked (at least one batch)."""
+    part = next(iter(cell.eval_parts))
+    samples, prompts = cell.eval_parts[part], cell.eval_prompts[part]
+    exclude = cell.consumed(samples)
+    rank, batch = {}, cell.cfg.ranking.batch_size
+    for key in sorted(set(keys) - set(FIXED_RANKINGS)):
+        recommender = _recommender(key, cell, model, sasrec)
+        done, spent = 0, 0.0
+        while done < min(most, len(prompts)) and (spent < budget or done == 0):
+            rows = slice(done, done + batch)
+            t = time.perf_counter()
+            recommender.rank(prompts[rows], samples.histories[rows], cell.cfg.ranking.k,
+                             None if exclude is None else exclude[rows])
+            spent += time.perf_counter() - t
+            done += len(prompts[rows])
+        rank[key] = spent / done
+        log(f"calibrate: ranking {key}: {rank[key] * 1000:.1f} ms/prompt ({done} prompts)")
+    return rank
 
 
 def _threads() -> int:
