@@ -138,15 +138,20 @@ def measure(profile: str, groups, results, extra_sets) -> dict:
 
     index = RecordIndex.load(results)
     found: dict[str, list] = defaultdict(list)
-    expected = 0
+    cells, sft_groups, expected = set(), set(), 0
     for g in groups:
         for cell_work, cell in zip(g.cells, g.group.cells):
             expected += 1
             record = index.get(cell_identity(profile, cell, extra_sets))
-            for table in (*cell_work.tables, "grid") if record is not None else ():
+            if record is None:
+                continue
+            cells.add((g.group.id, cell.method))
+            if record.get("sft_tag"):
+                sft_groups.add(g.group.id)
+            for table in (*cell_work.tables, "grid"):
                 found[table].append(record)
     out = {table: compute_seconds(records) for table, records in found.items()}
-    out["cells"] = {"found": len(found["grid"]), "expected": expected}
+    out["cells"] = {"found": len(found["grid"]), "expected": expected, "keys": cells, "sft_groups": sft_groups}
     return out
 
 
@@ -187,29 +192,35 @@ def report(profile, names, seeds, groups, prices, rows, measured) -> str:
             by_rank[r["ranking"]] += r["seconds"]
     lines += ["", "ranking by protocol: " + ", ".join(f"{k} {_hours(v)} h" for k, v in sorted(by_rank.items()))]
 
-    lines += ["", "per table (each alone: its cells and their groups' SFT models and setup once)",
-              f"{'table':<8} {'cells':>6} {'predicted h':>12}" + (f" {'measured h':>11} {'ratio':>6}" if measured else "")]
+    lines += ["", "per table (each alone: its cells, their groups' SFT models and setup once)",
+              f"{'table':<8} {'cells':>6} {unit:>10}"]
     for name in names:
         mine = [r for r in rows if name in r["tables"]]
-        if not mine:
-            continue
-        cells = len({(r["group"], r["method"]) for r in mine if r["stage"] == "ranking"})
-        pred = sum(r["seconds"] for r in mine if r["stage"] != "setup")
-        line = f"{name:<8} {cells:>6} {_hours(pred + sum(r['seconds'] for r in mine if r['stage'] == 'setup')):>12}"
-        if measured:
-            got = measured.get(name, {}).get("total", 0)
-            line += f" {_hours(got):>11} {pred / got if got else float('nan'):>6.2f}"
-        lines.append(line)
+        if mine:
+            cells = len({(r["group"], r["method"]) for r in mine if r["stage"] == "ranking"})
+            lines.append(f"{name:<8} {cells:>6} {_hours(sum(r['seconds'] for r in mine)):>10}")
     if measured:
-        cells = measured["cells"]
-        lines += ["", f"measured in the records: {cells['found']} of {cells['expected']} cells "
-                      f"(setup is not recorded: compared without it)",
-                  f"{'':<10} {'predicted h':>12} {'measured h':>11} {'ratio':>6}"]
-        for bucket in ("sft", "fit", "ranking"):
-            pred = sum(r["seconds"] for r in rows if BUCKETS.get(r["stage"]) == bucket)
-            got = measured["grid"][bucket]
-            lines.append(f"{bucket:<10} {_hours(pred):>12} {_hours(got):>11} {pred / got if got else float('nan'):>6.2f}")
-        pred = sum(r["seconds"] for r in rows if r["stage"] != "setup")
-        got = measured["grid"]["total"]
-        lines.append(f"{'grid':<10} {_hours(pred):>12} {_hours(got):>11} {pred / got if got else float('nan'):>6.2f}")
+        lines += [""] + comparison(names, rows, measured)
     return "\n".join(lines)
+
+
+def comparison(names, rows, measured) -> list[str]:
+    """Predicted vs measured hours over the cells that have a record (setup is not in the records: left out)."""
+    cells = measured["cells"]
+    have = [r for r in rows if r["stage"] != "setup" and (
+        (r["group"], r["method"]) in cells["keys"] or (r["stage"] == "sft model" and r["group"] in cells["sft_groups"]))]
+    lines = [f"measured in the records: {cells['found']} of {cells['expected']} cells; predicted for the same cells "
+             f"(without setup, which records do not time)",
+             f"{'':<10} {'predicted h':>12} {'measured h':>11} {'ratio':>6}"]
+
+    def line(label, pred, got):
+        return f"{label:<10} {_hours(pred):>12} {_hours(got):>11} {pred / got if got else float('nan'):>6.2f}"
+
+    for bucket in ("sft", "fit", "ranking"):
+        lines.append(line(bucket, sum(r["seconds"] for r in have if BUCKETS[r["stage"]] == bucket),
+                          measured["grid"][bucket]))
+    for name in names:
+        if name in measured:
+            lines.append(line(name, sum(r["seconds"] for r in have if name in r["tables"]), measured[name]["total"]))
+    lines.append(line("grid", sum(r["seconds"] for r in have), measured["grid"]["total"]))
+    return lines

@@ -142,7 +142,7 @@ def test_measured_compute_counts_each_sft_model_once(tmp_path, table6):
         assert cell_identity("smoke", cell, []) is not None
         (tmp_path / f"{cell.method}.json").write_text(json.dumps(record))
     got = measure("smoke", table6, tmp_path, [])
-    assert got["cells"] == {"found": 4, "expected": 4}
+    assert (got["cells"]["found"], got["cells"]["expected"], got["cells"]["sft_groups"]) == (4, 4, {group.group.id})
     assert got["grid"] == {"records": 4, "fit": 12, "ranking": 8, "sft": 7, "total": 27}
     assert got["table6"] == got["grid"]
     prices = CalibratedPrices(round_calibration(group.size))
@@ -150,6 +150,11 @@ def test_measured_compute_counts_each_sft_model_once(tmp_path, table6):
     text = report("smoke", ["table6"], [0], table6, prices, rows, got)
     predicted = sum(r["seconds"] for r in rows if r["stage"] != "setup")
     assert "measured in the records: 4 of 4 cells" in text
+    (tmp_path / "dpo.json").unlink()                      # a partial grid: compared over the cells it has
+    partial = measure("smoke", table6, tmp_path, [])
+    lines = report("smoke", ["table6"], [0], table6, prices, rows, partial).splitlines()
+    dpo = sum(r["seconds"] for r in rows if r["method"] == "dpo" and r["stage"] != "reference")
+    assert lines[-1].split()[1] == f"{(predicted - dpo) / 3600:.3f}" and "3 of 4 cells" in "\n".join(lines)
     assert text.splitlines()[-1].split() == ["grid", f"{predicted / 3600:.3f}", f"{27 / 3600:.3f}", f"{predicted / 27:.2f}"]
 
 
