@@ -32,7 +32,8 @@ def add_parser(sub) -> None:
     p.add_argument("--tflops", type=float,
                    help="price by FLOPs at this sustained TFLOP/s instead (no calibration; e.g. 400 for bf16 on an "
                         "H100-class GPU)")
-    p.add_argument("--params", type=float, help="with --tflops: the backbone's parameters (default: from its config)")
+    p.add_argument("--params", type=float, help="with --tflops: the backbone's parameters (default: the published size of the paper's "
+                                         "backbones; required for any other)")
 
 
 def plan_command(args, log) -> int:
