@@ -93,8 +93,10 @@ class Method:
 
     def ranking_key(self, ranking) -> str:
         """The per-prompt cost class of the ranking that scores this method under the run's ranking settings
-        (`bench.config.RankingConfig`): the run's protocol by default; "fixed" for rankings that cost nothing."""
-        return run_ranking_key(ranking)
+        (`bench.config.RankingConfig`): the run's protocol by default, marked `@base` for a model that does not
+        start from the SFT model (an untrained model's flat scores prune likelihood ranking far less); "fixed" for
+        rankings that cost nothing."""
+        return run_ranking_key(ranking) + ("" if self.uses_sft else "@base")
 
 
 METHODS: Registry[type[Method]] = Registry("method")

@@ -120,13 +120,16 @@ def _time_preference(ctx, model, rng, max_negatives: int, log) -> dict:
 
 def _time_rankings(cell: Cell, keys: list[str], model, sasrec, budget: float, most: int, log) -> dict[str, float]:
     """Seconds per prompt of each ranking key on the first evaluation prompts, each until `budget` seconds have
-    passed or `most` prompts are ranked (at least one batch)."""
+    passed or `most` prompts are ranked (at least one batch); keys marked `@base` on the untrained backbone."""
     part = next(iter(cell.eval_parts))
     samples, prompts = cell.eval_parts[part], cell.eval_prompts[part]
     exclude = cell.consumed(samples)
     rank, batch = {}, cell.cfg.ranking.batch_size
+    base = None
     for key in sorted(set(keys) - set(FIXED_RANKINGS)):
-        recommender = _recommender(key, cell, model, sasrec)
+        if key.endswith("@base") and base is None:
+            base = cell.base_model()
+        recommender = _recommender(key.removesuffix("@base"), cell, base if key.endswith("@base") else model, sasrec)
         done, spent = 0, 0.0
         while done < min(most, len(prompts)) and (spent < budget or done == 0):
             rows = slice(done, done + batch)

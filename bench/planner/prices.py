@@ -103,7 +103,7 @@ class CalibratedPrices:
             raise CalibrationError(f"the calibration has no ranking {key!r} (it has {', '.join(sorted(self.cal.rank))});"
                                    f" run `python -m bench plan ... --calibrate` with the same tables")
         per_prompt = self.cal.rank[key]
-        if key.startswith("likelihood") or key.startswith("d3/likelihood"):
+        if key.startswith(("likelihood", "d3/likelihood")):
             per_prompt *= size.catalogue_tokens / self.cal.catalogue_tokens
         return prompts * per_prompt
 

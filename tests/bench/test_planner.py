@@ -61,6 +61,8 @@ def test_other_methods_declare_their_own_training_and_ranking():
     assert by_kind(methods.resolve("sasrec").workload(SIZE), "sasrec_epoch")[0].count == 30
     assert methods.resolve("sft").workload(SIZE) == [] and methods.resolve("mostpop").ranking_key(None) == "fixed"
     from bench.config import RankingConfig
+    assert methods.resolve("base").ranking_key(RankingConfig()) == "likelihood@base"
+    assert methods.resolve("causaldpo-nosft").ranking_key(RankingConfig()) == "likelihood@base"
     ranking = RankingConfig(protocol="grounding", embedder="minilm")
     assert methods.resolve("dpo").ranking_key(ranking) == "grounding/minilm/beams1"
     assert methods.resolve("bigrec").ranking_key(ranking) == "grounding/backbone/beams4"
