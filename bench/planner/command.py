@@ -101,6 +101,11 @@ def _parameters(cfg) -> float:
     raise CalibrationError(f"--tflops: the parameters of {cfg.backbone.name} are not known here; pass --params N")
 
 
+def family_id(group) -> str:
+    """The SFT family of a group as a string (its SFT model's row in a plan)."""
+    return "sft:" + "/".join(map(str, group.sft_family))
+
+
 def predict(groups, prices) -> list[dict]:
     """One row per priced piece: group id, method ("" for the group's own), stage, tables, units, tokens, seconds."""
     rows = []
@@ -124,8 +129,8 @@ def predict(groups, prices) -> list[dict]:
                              units=size.eval_prompts, tokens=size.eval_prompts * size.prompt_tokens,
                              seconds=prices.rank(cell.ranking, size.eval_prompts, size), ranking=cell.ranking))
         if g.sft is not None:
-            users = tuple(sorted({t for c in g.cells for t in c.tables}))
-            rows.append(dict(group=g.group.id, method="", stage="sft model", tables=users, units=g.sft.sequences,
+            rows.append(dict(group=family_id(g.group), method="", stage="sft model", tables=g.sft_tables,
+                             units=g.sft.sequences,
                              tokens=g.sft.sequences * (size.prompt_tokens + size.title_tokens),
                              seconds=prices.seconds(g.sft, size)))
     return rows
@@ -148,7 +153,7 @@ def measure(profile: str, groups, results, extra_sets) -> dict:
                 continue
             cells.add((g.group.id, cell.method))
             if record.get("sft_tag"):
-                sft_groups.add(g.group.id)
+                sft_groups.add(family_id(g.group))
             for table in (*cell_work.tables, "grid"):
                 found[table].append(record)
     out = {table: compute_seconds(records) for table, records in found.items()}

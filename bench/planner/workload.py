@@ -4,8 +4,9 @@ method's declared `Work` (`Method.workload`) and the ranking that scores it (`Me
 
 Sizes come from the real split and samples of each (dataset, shift, split seed), built once per planner run; tokens
 from the backbone's tokenizer on a seeded sample of 1,000 training prompts and all catalogue titles (an estimate of
-4 characters per token, said so in the output, when the tokenizer is not on this machine). Each group trains one SFT
-model when any of its methods starts from it (the pipeline's cache); work a group's methods share (`Work.shared`,
+4 characters per token, said so in the output, when the tokenizer is not on this machine). The groups of one SFT
+family (`Group.sft_family`: they differ only in method-level settings) share one SFT model (the pipeline's cache),
+counted once; work a group's methods share (`Work.shared`,
 the reference log-probs of one pair set) is counted once per group.
 """
 from __future__ import annotations
@@ -57,7 +58,9 @@ class CellWork:
 class GroupWork:
     group: Group
     size: GroupSize
-    sft: Work | None                # the group's SFT model (None: no method of the group starts from it)
+    sft: Work | None                # the SFT model of the group's SFT family, charged to its first group that
+                                    # uses it (None: another group's, or no method of the group starts from it)
+    sft_tables: tuple[str, ...] = ()  # the tables of every group of the family (each needs that SFT model)
     cells: list[CellWork] = field(default_factory=list)
 
     def units(self) -> list[tuple[Work, str]]:
@@ -81,7 +84,7 @@ def grid_work(profile: str, tables: list[str], seeds: list[int], extra_sets: lis
     for name in tables:
         for cell in expand([name], profile, seeds, base.data.dataset, base.backbone.name):
             in_tables.setdefault(cell, []).append(name)
-    out = []
+    out, families = [], {}
     for group in group_cells(cells):
         names = [c.method for c in group.cells]
         cfg = cell_config(profile, group.cells[0], extra_sets, names)
@@ -89,8 +92,12 @@ def grid_work(profile: str, tables: list[str], seeds: list[int], extra_sets: lis
             cfg.cache_dir = str(cache_dir)
         size = group_size(cfg, log)
         resolved = [methods.resolve(c.method, cfg.method_overrides.get(c.method)) for c in group.cells]
-        uses_sft = any(m.uses_sft for m in resolved)
-        work = GroupWork(group, size, sft_work(size.size.train_samples, cfg.sft.epochs, cfg.sft) if uses_sft else None)
+        work = GroupWork(group, size, None)
+        if any(m.uses_sft for m in resolved):
+            first = families.setdefault(group.sft_family, work)
+            if first is work:
+                work.sft = sft_work(size.size.train_samples, cfg.sft.epochs, cfg.sft)
+            first.sft_tables = tuple(sorted({*first.sft_tables, *(t for c in group.cells for t in in_tables[c])}))
         for cell, method in zip(group.cells, resolved):
             work.cells.append(CellWork(cell.method, method.workload(size.size), method.ranking_key(cfg.ranking),
                                        tuple(in_tables[cell])))

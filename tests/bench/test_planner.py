@@ -11,7 +11,7 @@ import pytest
 import methods
 from bench.cli import main
 from bench.leaderboard.records import cell_config, cell_identity
-from bench.planner.command import measure, predict, report
+from bench.planner.command import family_id, measure, predict, report
 from bench.planner.prices import CalibratedPrices, Calibration, CalibrationError, FlopsPrices
 from bench.planner.workload import grid_work
 from methods.train.config import PreferenceConfig, SFTConfig
@@ -144,7 +144,7 @@ def test_measured_compute_counts_each_sft_model_once(tmp_path, table6):
         assert cell_identity("smoke", cell, []) is not None
         (tmp_path / f"{cell.method}.json").write_text(json.dumps(record))
     got = measure("smoke", table6, tmp_path, [])
-    assert (got["cells"]["found"], got["cells"]["expected"], got["cells"]["sft_groups"]) == (4, 4, {group.group.id})
+    assert (got["cells"]["found"], got["cells"]["expected"], got["cells"]["sft_groups"]) == (4, 4, {family_id(group.group)})
     assert got["grid"] == {"records": 4, "fit": 12, "ranking": 8, "sft": 7, "total": 27}
     assert got["table6"] == got["grid"]
     prices = CalibratedPrices(round_calibration(group.size))
