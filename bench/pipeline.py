@@ -78,8 +78,6 @@ class Cell:
         self.catalogue = Catalogue(items=self.items.tolist(), completions=[self.completions[int(i)] for i in self.items],
                                    eos_id=self.tokenizer.eos_token_id, pad_id=self.tokenizer.pad_token_id)
         self.ranking_options = ranking_options(cfg.ranking, self.tokenizer, self.base_model, self.device)
-        if cfg.ranking.protocol == "likelihood" and cfg.ranking.likelihood_bound_tokens != 1:
-            self.ranking_options["bound_tokens"] = cfg.ranking.likelihood_bound_tokens
         self.train_prompts = self.encode(self.train)
         self.eval_prompts = {p: self.encode(s) for p, s in self.eval_parts.items()}
         check_joint_tokenization(self.tokenizer, [self.prompt_text(h) for h in self.train.histories[:64]],

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 import methods
 from bench.config import RankingConfig
@@ -63,7 +64,7 @@ def calibrate(cfg, ranking_keys: list[str], max_negatives: int, log=print, rank_
     n_train = len(cell.train_prompts)
     titles = [len(cell.completions[int(t)]) for t in cell.train.targets[:1000]]
     return Calibration(
-        device=device_name(cell.device), device_type=cell.device.type, threads=_threads(),
+        device=device_name(cell.device), device_type=cell.device.type, threads=torch.get_num_threads(),
         world_size=distributed.world_size(), profile=cfg.profile, backbone=cfg.backbone.name,
         dataset=cfg.data.dataset, train_samples=n_train, train_interactions=len(cell.split["train"]),
         prompt_tokens=float(np.mean([len(p) for p in cell.train_prompts[:1000]])),
@@ -147,11 +148,6 @@ def _time_rankings(cell: Cell, keys: list[str], model, sasrec, budget: float, mo
     return rank
 
 
-def _threads() -> int:
-    import torch
-    return torch.get_num_threads()
-
-
 def _recommender(key: str, cell: Cell, model, sasrec):
     """The recommender a ranking key stands for (`methods.workload.run_ranking_key`, `Method.ranking_key`)."""
     if key == "sasrec":
@@ -165,8 +161,6 @@ def _recommender(key: str, cell: Cell, model, sasrec):
         return D3Recommender(model, cell.catalogue, sasrec, D3Config(), ranking.protocol, options)
     ranking = ranking_for(key, cell.cfg.ranking)
     options = ranking_options(ranking, cell.tokenizer, cell.base_model, cell.device)
-    if ranking.protocol == "likelihood" and ranking.likelihood_bound_tokens != 1:
-        options["bound_tokens"] = ranking.likelihood_bound_tokens
     return ProtocolRecommender(model, cell.catalogue, ranking.protocol, ranking.batch_size, **options)
 
 

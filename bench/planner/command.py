@@ -32,8 +32,8 @@ def add_parser(sub) -> None:
     p.add_argument("--tflops", type=float,
                    help="price by FLOPs at this sustained TFLOP/s instead (no calibration; e.g. 400 for bf16 on an "
                         "H100-class GPU)")
-    p.add_argument("--params", type=float, help="with --tflops: the backbone's parameters (default: the published size of the paper's "
-                                         "backbones; required for any other)")
+    p.add_argument("--params", type=float, help="with --tflops: the backbone's parameters (default: the published "
+                                                "size of the paper's backbones; required for any other)")
 
 
 def plan_command(args, log) -> int:
@@ -116,24 +116,27 @@ def predict(groups, prices) -> list[dict]:
                          seconds=prices.setup(size)))
         tables = {c.method: c.tables for c in g.cells}
         for work, method in g.units():
-            if method not in tables:
-                continue  # the group's SFT model, below
-            tokens = 0.0 if work.kind == "sasrec_epoch" else \
-                work.sequences * (size.prompt_tokens + size.title_tokens) if work.sequences else \
-                work.count * size.prompt_tokens
             stage = "sft steps" if work.kind == "sft_step" else work.stage
             rows.append(dict(group=g.group.id, method=method, stage=stage, tables=tables[method],
-                             units=work.sequences or work.count, tokens=tokens, seconds=prices.seconds(work, size)))
+                             units=work.sequences or work.count, tokens=_tokens(work, size),
+                             seconds=prices.seconds(work, size)))
         for cell in g.cells:
             rows.append(dict(group=g.group.id, method=cell.method, stage="ranking", tables=cell.tables,
                              units=size.eval_prompts, tokens=size.eval_prompts * size.prompt_tokens,
                              seconds=prices.rank(cell.ranking, size.eval_prompts, size), ranking=cell.ranking))
         if g.sft is not None:
             rows.append(dict(group=family_id(g.group), method="", stage="sft model", tables=g.sft_tables,
-                             units=g.sft.sequences,
-                             tokens=g.sft.sequences * (size.prompt_tokens + size.title_tokens),
-                             seconds=prices.seconds(g.sft, size)))
+                             units=g.sft.sequences, tokens=_tokens(g.sft, size), seconds=prices.seconds(g.sft, size)))
     return rows
+
+
+def _tokens(work, size) -> float:
+    """LLM tokens of a piece of work: its sequences' prompt + title tokens, or its prompts' (decoding); SASRec none."""
+    if work.kind == "sasrec_epoch":
+        return 0.0
+    if work.sequences:
+        return work.sequences * (size.prompt_tokens + size.title_tokens)
+    return work.count * size.prompt_tokens
 
 
 def measure(profile: str, groups, results, extra_sets) -> dict:

@@ -64,8 +64,9 @@ class GroupWork:
     cells: list[CellWork] = field(default_factory=list)
 
     def units(self) -> list[tuple[Work, str]]:
-        """Every Work of the group once, with the method it is charged to (shared work: its first method)."""
-        out, seen = ([(self.sft, "sft-model")] if self.sft else []), set()
+        """Every Work of the group's methods once, with the method it is charged to (shared work: its first
+        method); the family's SFT model is `sft`."""
+        out, seen = [], set()
         for cell in self.cells:
             for work in cell.work:
                 if work.shared and work.shared in seen:

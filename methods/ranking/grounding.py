@@ -185,7 +185,10 @@ def make_embedder(name: str, tokenizer, load_base_model: Callable[[], object], d
 
 def ranking_options(ranking_cfg, tokenizer, load_base_model: Callable[[], object], device) -> dict:
     """Extra `rank` options for the run's protocol: for ``grounding`` the tokenizer, embedder and generation
-    settings from `ranking_cfg` (the run's ranking settings); nothing for the other protocols."""
+    settings from `ranking_cfg` (the run's ranking settings); for ``likelihood`` the pruning bound's title tokens
+    when not the default 1; nothing for the other protocols."""
+    if ranking_cfg.protocol == "likelihood" and ranking_cfg.likelihood_bound_tokens != 1:
+        return {"bound_tokens": ranking_cfg.likelihood_bound_tokens}
     if ranking_cfg.protocol != "grounding":
         return {}
     return {"tokenizer": tokenizer,

@@ -108,6 +108,16 @@ def test_the_plan_of_a_known_grid_adds_up(table6):
     assert doubled["ranking"] == pytest.approx(stage["ranking"] * size.catalogue_tokens / (size.catalogue_tokens // 2))
 
 
+def test_groups_of_one_sft_family_share_one_sft_model(tmp_path):
+    """Figure 3's groups differ only in method settings (iterations, negatives, beta): one SFT model between them."""
+    groups = grid_work("smoke", ["fig3"], [0], [], tmp_path, log=lambda m: None)
+    assert len(groups) > 1 and len({g.group.sft_family for g in groups}) == 1
+    (owner,) = [g for g in groups if g.sft is not None]
+    assert owner.sft_tables == ("fig3",)
+    rows = predict(groups, CalibratedPrices(round_calibration(owner.size, rank={"likelihood": 0.0})))
+    assert sum(r["stage"] == "sft model" for r in rows) == 1
+
+
 def test_an_uncalibrated_ranking_is_an_error_that_says_how_to_calibrate(table6):
     with pytest.raises(CalibrationError, match="--calibrate"):
         predict(table6, CalibratedPrices(round_calibration(table6[0].size, rank={"beam": 0.1})))

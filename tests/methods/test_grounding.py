@@ -184,6 +184,8 @@ def test_grounding_protocol_end_to_end(tok):
 
 def test_ranking_options_follow_the_config(tok):
     assert ranking_options(RankingConfig(protocol="likelihood"), tok, lambda: None, "cpu") == {}
+    assert ranking_options(RankingConfig(protocol="likelihood", likelihood_bound_tokens=2), tok, lambda: None,
+                           "cpu") == {"bound_tokens": 2}
     opts = ranking_options(RankingConfig(protocol="grounding", grounding_beams=4), tok, lambda: None, "cpu")
     assert isinstance(opts["embedder"], BackboneEmbedder) and opts["num_beams"] == 4 and opts["tokenizer"] is tok
     with pytest.raises(GroundingError, match="unknown ranking.embedder"):
