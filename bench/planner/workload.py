@@ -108,18 +108,32 @@ def grid_work(profile: str, tables: list[str], seeds: list[int], extra_sets: lis
 
 def group_size(cfg, log=print) -> GroupSize:
     data = cfg.data
-    return _group_size(data.dataset, data.raw_path, data.shift, data.split_seed, data.history_len,
-                       data.max_train_samples, data.max_eval_samples, tuple(data.eval_parts),
-                       _frozen(cfg.backbone), cfg.cache_dir, _frozen(cfg.sft), _frozen(cfg.preference), log)
+    sizes = _data_size(data.dataset, data.raw_path, data.shift, data.split_seed, data.history_len,
+                       data.max_train_samples, data.max_eval_samples, tuple(data.eval_parts), log)
+    tokens = _token_size(sizes, _frozen(cfg.backbone), cfg.cache_dir, log)
+    size = CellSize(sizes.train_samples, sizes.train_interactions, cfg.sft, cfg.preference)
+    return GroupSize(size, sizes.eval_prompts, len(sizes.catalogue), *tokens, cfg.backbone.name)
 
 
 def _frozen(obj):
     return tuple(sorted(dataclasses.asdict(obj).items()))
 
 
+@dataclass(frozen=True, eq=False)
+class DataSize:
+    """What the split and samples of one (dataset, shift, split seed, sampling) give, whatever the backbone."""
+    dataset: str
+    train_samples: int
+    train_interactions: int
+    eval_prompts: int
+    histories: tuple[tuple[str, ...], ...]  # titles of the token sample's histories
+    targets: tuple[str, ...]
+    catalogue: tuple[str, ...]
+
+
 @functools.lru_cache(maxsize=None)
-def _group_size(dataset, raw_path, shift, split_seed, history_len, max_train, max_eval, eval_parts, backbone,
-                cache_dir, sft, preference, log) -> GroupSize:
+def _data_size(dataset, raw_path, shift, split_seed, history_len, max_train, max_eval, eval_parts, log) -> DataSize:
+    """Built once per planner run for each split (the groups of one split differ in method or backbone settings)."""
     interactions = load_dataset(dataset, **({"raw_path": raw_path} if raw_path else {}))
     split = build_split(interactions, shift, split_seed)
     train = build_samples(split, "train", history_len, max_train, split_seed)
@@ -127,29 +141,38 @@ def _group_size(dataset, raw_path, shift, split_seed, history_len, max_train, ma
     for part in eval_parts:
         name = "iid_test" if part == "ood_test" and len(split["ood_test"]) == 0 else part
         eval_prompts += len(build_samples(split, name, history_len, max_eval, split_seed))
-    backbone_cfg = BackboneConfig(**dict(backbone))
     titles = interactions.titles
     rows = np.random.default_rng(0).permutation(len(train))[:TOKEN_SAMPLE]
-    noun = noun_for(dataset)
-    histories = [[titles[int(i)] for i in train.histories[r]] for r in rows]
-    targets = [titles[int(train.targets[r])] for r in rows]
-    catalogue = [titles[int(i)] for i in interactions.items]
+    out = DataSize(dataset, len(train), len(split["train"]), eval_prompts,
+                   tuple(tuple(titles[int(i)] for i in train.histories[r]) for r in rows),
+                   tuple(titles[int(train.targets[r])] for r in rows),
+                   tuple(titles[int(i)] for i in interactions.items))
+    log(f"plan: {dataset}/{shift} (split seed {split_seed}): {len(train)} training samples, {eval_prompts} evaluation "
+        f"prompts, {len(out.catalogue)} items")
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def _token_size(sizes: DataSize, backbone, cache_dir, log) -> tuple[float, float, int, bool]:
+    """Mean prompt tokens, mean completion tokens (title + EOS) of the training targets, the catalogue's completion
+    tokens, and whether they are estimated from characters (no tokenizer here)."""
+    backbone_cfg = BackboneConfig(**dict(backbone))
+    noun = noun_for(sizes.dataset)
+    catalogue, targets = list(sizes.catalogue), sizes.targets
     try:
         tok = load_tokenizer(backbone_cfg, catalogue + [render_prompt(["x"], noun)], Path(cache_dir))
         chat = uses_chat_template(tok, backbone_cfg.chat_template)
-        prompt = float(np.mean([len(encode_prompt(tok, render_prompt(h, noun, tok if chat else None), chat))
-                                for h in histories]))
+        prompt = float(np.mean([len(encode_prompt(tok, render_prompt(list(h), noun, tok if chat else None), chat))
+                                for h in sizes.histories]))
         title = float(np.mean([len(encode_completion(tok, t, chat)) for t in targets]))
         cat = sum(len(encode_completion(tok, t, chat)) for t in catalogue)
         estimated = False
     except (BackboneError, OSError, ValueError) as err:
         log(f"plan: no tokenizer for {backbone_cfg.name} here ({str(err).splitlines()[0]}); tokens estimated as "
             f"characters / 4")
-        prompt = float(np.mean([len(render_prompt(h, noun)) for h in histories])) / 4
+        prompt = float(np.mean([len(render_prompt(list(h), noun)) for h in sizes.histories])) / 4
         title = float(np.mean([len(t) + 1 for t in targets])) / 4 + 1
         cat = int(sum(len(t) + 1 for t in catalogue) / 4) + len(catalogue)
         estimated = True
-    size = CellSize(len(train), len(split["train"]), SFTConfig(**dict(sft)), PreferenceConfig(**dict(preference)))
-    log(f"plan: {dataset}/{shift} (split seed {split_seed}): {len(train)} training samples, {eval_prompts} evaluation "
-        f"prompts, {len(catalogue)} items; {prompt:.0f} tokens per prompt, {title:.1f} per title")
-    return GroupSize(size, eval_prompts, len(catalogue), prompt, title, cat, estimated, backbone_cfg.name)
+    log(f"plan: {sizes.dataset} with {backbone_cfg.name}: {prompt:.0f} tokens per prompt, {title:.1f} per title")
+    return prompt, title, cat, estimated

@@ -72,3 +72,29 @@ def test_exposure_scale_small(capsys):
     dataset, split = out.strip().splitlines()
     assert re.search(r"dataset: [\d,]+ interactions, [\d,]+ users", dataset)
     assert re.search(r"exposure split: [\d,]+ OOD targets, blocks of 64 users", split) and "peak RSS" in split
+
+
+def test_paper_standins_are_read_by_the_real_loaders_and_planned(tmp_path, monkeypatch, capsys):
+    """The stand-ins come out in the published formats at the requested totals, and the paper grid is planned on
+    them end to end (every table's groups counted from their splits; FLOPs prices, tokens estimated)."""
+    from bench.cli import main
+    from bench.perf import paper_standins
+    from splits.prepared import load_raw, prepare
+
+    scale = 0.01
+    folders = paper_standins.write_standins(tmp_path / "raw", scale)
+    for name, shape in (("ml-10m", paper_standins.ML10M), ("yelp2018", paper_standins.YELP),
+                        ("book-crossing", paper_standins.BX)):
+        prepare(name, folders[name], tmp_path / "data")
+        raw = load_raw(name, data_dir_=tmp_path / "data")
+        assert len(raw.interactions) == round(shape.ratings * scale), name
+        assert raw.interactions["user"].nunique() == round(shape.users * scale), name     # every user rates >= 1
+        assert raw.interactions["item"].max() <= round(shape.items * scale) and len(raw.titles) == round(shape.items * scale)
+        assert set(raw.interactions["rating"].unique()) <= set(shape.levels), name
+    monkeypatch.setenv("BENCH_DATA_DIR", str(tmp_path / "data"))
+    assert main(["plan", "--profile", "paper", "--tables", "1,3,4,5", "--tflops", "400", "--cache",
+                 str(tmp_path / "cache"), "--results", str(tmp_path / "none")]) == 0
+    out = capsys.readouterr().out
+    assert "tokens: estimated as characters / 4" in out and "prices: FLOPs" in out
+    for table in ("table1", "table3", "table4", "table5"):
+        assert re.search(rf"^{table}\s+\d+\s+\d", out, re.M), out
