@@ -141,6 +141,7 @@ class FlopsPrices:
         return 0.0
 
     def rank(self, key: str, prompts: int, size) -> float:
+        key = key.removesuffix("@base")  # an untrained model's FLOPs are a trained one's
         if key in FIXED_RANKINGS or key == "sasrec":
             return 0.0
         if "likelihood" in key:

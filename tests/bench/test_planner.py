@@ -132,6 +132,9 @@ def test_flops_prices_follow_6n_per_trained_token_and_2n_forward(table6):
     assert FlopsPrices(1e9, 100.0, lora=True).seconds(train, size) == pytest.approx(128 * seq * 4e9 / 1e14)
     assert prices.seconds(Work("reference", "forward", 128, sequences=128), size) == pytest.approx(128 * seq * 2e9 / 1e14)
     assert prices.rank("likelihood", 10, size) == pytest.approx(10 * (size.prompt_tokens + size.catalogue_tokens) * 2e9 / 1e14)
+    grounding = 10 * (size.prompt_tokens + 4 * size.title_tokens) * 2e9 / 1e14
+    assert prices.rank("grounding/backbone/beams4", 10, size) == pytest.approx(grounding)
+    assert prices.rank("grounding/backbone/beams4@base", 10, size) == pytest.approx(grounding)   # untrained: same FLOPs
 
 
 def test_calibration_files_round_trip_and_a_bad_one_is_named(tmp_path, table6):
