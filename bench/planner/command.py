@@ -60,7 +60,8 @@ def _prices(args, cache: Path, groups, first_cfg, log):
     from bench.results import device_name
 
     if args.tflops:
-        return FlopsPrices(args.params or _parameters(first_cfg), args.tflops, first_cfg.backbone.lora)
+        return FlopsPrices(args.params or _parameters(first_cfg), args.tflops, first_cfg.backbone.lora,
+                           first_cfg.backbone.gradient_checkpointing)
     first_cfg.cache_dir = str(cache)
     from bench.pipeline import pick_device
     device = device_name(pick_device(first_cfg.device))

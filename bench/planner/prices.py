@@ -8,7 +8,8 @@ regularizer's measured extra per step; each training run adds the measured fixed
 the model, building the Trainer). Ranking keys not calibrated are an error that names them.
 
 The FLOPs price (``--tflops``) uses 2N FLOPs per token forward and 6N per trained token (4N with LoRA: no weight
-gradients for the frozen matrices), N the backbone's parameters; ranking per prompt: likelihood scores the prompt
+gradients for the frozen matrices), plus 2N with gradient checkpointing (the forward is recomputed in the backward
+pass), N the backbone's parameters; ranking per prompt: likelihood scores the prompt
 and every catalogue title (the unpruned bound), beam and grounding decode `beams x title tokens`. Decoding is memory
 bound on GPUs, so FLOPs prices of ranking are optimistic; they say so.
 """
@@ -113,20 +114,22 @@ class FlopsPrices:
     params: float                    # backbone parameters N
     tflops: float                    # sustained TFLOP/s assumed
     lora: bool
+    checkpointing: bool = False      # gradient checkpointing: one more forward per trained token
     beams: int = 20                  # the beam protocol's beams (= the list length)
 
     @property
     def source(self) -> str:
-        return (f"FLOPs at an assumed {self.tflops:g} TFLOP/s for {self.params / 1e9:.2f}B parameters "
-                f"({'LoRA' if self.lora else 'full fine-tuning'}); uncalibrated: ranking by decoding is memory bound "
-                f"and slower than this")
+        training = ("LoRA" if self.lora else "full fine-tuning") + (", gradient checkpointing" if self.checkpointing
+                                                                    else "")
+        return (f"FLOPs at an assumed {self.tflops:g} TFLOP/s for {self.params / 1e9:.2f}B parameters ({training}); "
+                f"uncalibrated: ranking by decoding is memory bound and slower than this")
 
     def _s(self, flops: float) -> float:
         return flops / (self.tflops * 1e12)
 
     def seconds(self, work: Work, size) -> float:
         seq = size.prompt_tokens + size.title_tokens
-        train = (4 if self.lora else 6) * self.params
+        train = ((4 if self.lora else 6) + (2 if self.checkpointing else 0)) * self.params
         if work.kind in ("sft_step", "preference_step"):
             return self._s(work.sequences * seq * train)
         if work.kind == "forward":

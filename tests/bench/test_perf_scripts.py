@@ -89,7 +89,8 @@ def test_paper_standins_are_read_by_the_real_loaders_and_planned(tmp_path, monke
         raw = load_raw(name, data_dir_=tmp_path / "data")
         assert len(raw.interactions) == round(shape.ratings * scale), name
         assert raw.interactions["user"].nunique() == round(shape.users * scale), name     # every user rates >= 1
-        assert raw.interactions["item"].max() <= round(shape.items * scale) and len(raw.titles) == round(shape.items * scale)
+        items = round(shape.items * scale)
+        assert raw.interactions["item"].max() <= items and len(raw.titles) == items, name
         assert set(raw.interactions["rating"].unique()) <= set(shape.levels), name
     monkeypatch.setenv("BENCH_DATA_DIR", str(tmp_path / "data"))
     assert main(["plan", "--profile", "paper", "--tables", "1,3,4,5", "--tflops", "400", "--cache",
