@@ -16,6 +16,7 @@ import time
 import numpy as np
 import pandas as pd
 
+from bench.perf.paper_standins import ML10M
 from splits.datasets import make_dataset
 from splits.shifts import build_split
 
@@ -27,11 +28,10 @@ def peak_rss_gb() -> float:
 def synthetic_ratings(users: int, items: int, ratings: int, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     popularity = 1.0 / np.arange(1, items + 1) ** 0.8
-    stars = np.arange(1, 11) / 2
     return pd.DataFrame({
         "user": rng.integers(1, users + 1, ratings),
         "item": rng.choice(np.arange(1, items + 1), ratings, p=popularity / popularity.sum()),
-        "rating": rng.choice(stars, ratings, p=[.01, .02, .02, .05, .08, .15, .2, .22, .15, .1]),
+        "rating": rng.choice(np.array(ML10M.levels), ratings, p=ML10M.shares),
         "timestamp": rng.integers(789_652_009, 1_231_131_736, ratings),
     })
 

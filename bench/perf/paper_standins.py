@@ -75,7 +75,7 @@ def write_ml10m(folder: Path, scale: float, rng: np.random.Generator) -> None:
                                                                      when.tolist()))
     years = rng.integers(1915, 2009, items)
     with open(folder / "movies.dat", "w") as f:
-        f.writelines(f"{i + 1}::{name} ({years[i]})::Drama\n" for i, name in enumerate(titles(items, 3, rng)))
+        f.writelines(f"{i + 1}::{name} ({years[i]})::Drama\n" for i, name in enumerate(titles(items, ML10M.title_words, rng)))
 
 
 def write_yelp(folder: Path, scale: float, rng: np.random.Generator) -> None:
@@ -88,7 +88,7 @@ def write_yelp(folder: Path, scale: float, rng: np.random.Generator) -> None:
     cities = titles(200, 1, rng)
     with open(folder / "yelp_academic_dataset_business.json", "w") as f:
         f.writelines(json.dumps({"business_id": f"b{i + 1}", "name": name, "city": cities[i % len(cities)]}) + "\n"
-                     for i, name in enumerate(titles(items, 2, rng)))
+                     for i, name in enumerate(titles(items, YELP.title_words, rng)))
 
 
 def write_bookcrossing(folder: Path, scale: float, rng: np.random.Generator) -> None:

@@ -25,7 +25,6 @@ from bench.leaderboard.grids import expand
 from bench.leaderboard.records import cell_config, profile_config
 from bench.leaderboard.runner import Group, group_cells
 from bench.prompts import encode_completion, encode_prompt, noun_for, render_prompt, uses_chat_template
-from methods.train.config import PreferenceConfig, SFTConfig
 from methods.workload import CellSize, Work, sft_work
 from splits import build_split, load_dataset
 from splits.samples import build_samples
