@@ -19,7 +19,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--profile", default="tiny", help=f"{', '.join(PROFILES.names())} (default: tiny)")
     p.add_argument("--tables", help="comma-separated: 1..9, fig1, fig2, fig3, or all (default: tables 1-9, fig1, fig2)")
-    p.add_argument("--seeds", default="0", help="training seeds, comma-separated (default 0)")
+    p.add_argument("--seeds", help="training seeds, comma-separated (default: those of the profile's committed "
+                                    "leaderboard: tiny 0,1,2; other profiles 0)")
     p.add_argument("--results", default=DEFAULT_RESULTS, help=f"records folder (default {DEFAULT_RESULTS})")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a profile value in every cell (device=cuda, sft.epochs=2, dpo.beta=0.2)")
@@ -52,10 +53,12 @@ def add_parsers(sub) -> None:
 
 
 def _setup(args):
-    from bench.leaderboard.grids import table_names
+    from bench.leaderboard.grids import default_seeds, table_names
     from bench.leaderboard.records import profile_config
 
     names = table_names(args.tables)
+    if args.seeds is None:
+        args.seeds = ",".join(map(str, default_seeds(args.profile)))
     try:
         seeds = [int(s) for s in str(args.seeds).split(",") if s.strip()]
     except ValueError:
