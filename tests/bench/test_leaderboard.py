@@ -322,6 +322,39 @@ def test_compute_seconds_counts_each_record_and_each_sft_model_once():
     assert got == {"records": 3, "sft": 100, "fit": 33, "ranking": 15, "total": 148}
 
 
+def test_without_seeds_a_profile_uses_its_committed_leaderboards_seeds():
+    import argparse
+
+    from bench.leaderboard.command import _setup
+    for profile, given, want in (("tiny", None, [0, 1, 2]), ("smoke", None, [0]), ("tiny", "1", [1])):
+        args = argparse.Namespace(tables="5", seeds=given, profile=profile, set=[])
+        assert _setup(args) == (["table5"], want)
+
+
+@pytest.mark.slow
+def test_the_committed_tiny_leaderboard_re_renders_byte_for_byte_from_its_records(tmp_path):
+    """The plain render-only command (no --seeds: tiny's 0, 1, 2) rebuilds every committed table, CSV and the
+    README from the committed records; the figures' PNG bytes are left out (matplotlib's rasteriser), their data
+    is in the figures' long CSVs."""
+    import shutil
+    from pathlib import Path
+
+    board = Path(__file__).resolve().parents[2] / "leaderboards" / "tiny"
+    out = tmp_path / "tiny"
+    out.mkdir()
+    shutil.copy(board / "READING.md", out / "READING.md")
+    subprocess.run([sys.executable, "-m", "bench", "leaderboard", "--profile", "tiny", "--tables", "all",
+                    "--render-only", "--results", "leaderboards/tiny/records", "--out", str(out)],
+                   check=True, capture_output=True, cwd=board.parents[1])  # the README names --results as given
+    rendered = sorted(p.name for p in out.iterdir() if p.suffix != ".png")
+    committed = sorted(p.name for p in board.iterdir()
+                       if p.is_file() and p.suffix != ".png"
+                       and p.name not in ("compare.txt", "calibration.json"))  # written by compare and plan
+    assert rendered == committed
+    differ = [n for n in rendered if (out / n).read_bytes() != (board / n).read_bytes()]
+    assert not differ, f"re-rendered files differ from the committed ones: {differ}"
+
+
 # --- end to end -------------------------------------------------------------------------------------------------
 
 @pytest.mark.slow
