@@ -267,6 +267,23 @@ def test_several_seeds_give_mean_std_and_a_paired_test(tmp_path):
     assert "5.10 ± 0.10 †" in render.markdown(table)
 
 
+def test_a_grounding_table_tests_every_row_against_its_own_dpo_row(tmp_path):
+    """Table 5g's rows (DPO included) all carry the grounding overrides; the paired test and the MDE are computed
+    against that DPO row, as the caption says."""
+    rng = np.random.default_rng(0)
+    scores = {"drdpo": 0.010, "cpo": 0.020, "simpo": 0.015, "dpo": 0.012, "simpo+causal": 0.030,
+              "cpo+causal": 0.040, "drdpo+causal": 0.035, "causaldpo": 0.050}
+    for cell in expand(["table5g"], "tiny", [0, 1, 2], "ml-100k", "tiny-llama"):
+        assert "ranking.protocol=grounding" in cell.overrides
+        ranks = np.where(rng.random(64) < scores[cell.method] * 10, 0, 20).tolist()
+        write_fake(tmp_path, "tiny", cell, scores[cell.method], ranks=ranks)
+    table = build_table("table5g", "tiny", RecordIndex.load(tmp_path), [0, 1, 2], "ml-100k", "tiny-llama")
+    value = table.value("CausalDPO", 0, "HR@10")
+    assert value.p_vs_dpo is not None and value.p_vs_dpo < 0.05 and value.mde_vs_dpo > 0
+    assert table.value("DPO", 0, "HR@10").p_vs_dpo is None
+    assert "†" in render.markdown(table)
+
+
 def test_seconds_table_names_the_device(tmp_path):
     for method in ("dpo", "cpo", "simpo", "causaldpo"):
         write_fake(tmp_path, "tiny", Cell("ml-100k", "exposure", method, 0), 0.01, seconds=12.0)
