@@ -112,10 +112,10 @@ def build_table(name: str, profile: str, index: RecordIndex, seeds: list[int], p
                     by_seed[seed] = record
                     table.records.append(record)
             found[(row.label, c)] = by_seed
-    for c, col in enumerate(spec.columns):
-        # the DPO row of the table itself: the one with the fewest overrides (a grounding table's DPO row carries
-        # the grounding overrides every row of that table has)
-        dpo_row = min((r for r in spec.rows if r.method == "dpo"), key=lambda r: len(r.overrides), default=None)
+    # the DPO row of the table itself: the one with the fewest overrides (a grounding table's DPO row carries the
+    # grounding overrides every row of that table has)
+    dpo_row = min((r for r in spec.rows if r.method == "dpo"), key=lambda r: len(r.overrides), default=None)
+    for c in range(len(spec.columns)):
         dpo_found = found[(dpo_row.label, c)] if dpo_row else {}
         for metric in spec.metrics:
             for row in spec.rows:

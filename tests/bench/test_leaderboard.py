@@ -231,12 +231,14 @@ def test_stale_locks_are_broken(tmp_path):
 
 # --- tables -----------------------------------------------------------------------------------------------------
 
+TABLE5_HR10 = {"drdpo": 0.010, "cpo": 0.020, "simpo": 0.015, "dpo": 0.012, "simpo+causal": 0.030,
+               "cpo+causal": 0.040, "drdpo+causal": 0.035, "causaldpo": 0.050}
+
+
 def _table5_records(tmp_path, seeds=(0,)):
     rng = np.random.default_rng(0)
-    scores = {"drdpo": 0.010, "cpo": 0.020, "simpo": 0.015, "dpo": 0.012, "simpo+causal": 0.030,
-              "cpo+causal": 0.040, "drdpo+causal": 0.035, "causaldpo": 0.050}
     for seed in seeds:
-        for method, hr in scores.items():
+        for method, hr in TABLE5_HR10.items():
             ranks = np.where(rng.random(64) < hr * 10, 0, 20).tolist()
             write_fake(tmp_path, "tiny", Cell("ml-100k", "temporal", method, seed), hr + seed * 1e-3, ranks=ranks,
                        seconds=10.0 + len(method))
@@ -271,12 +273,10 @@ def test_a_grounding_table_tests_every_row_against_its_own_dpo_row(tmp_path):
     """Table 5g's rows (DPO included) all carry the grounding overrides; the paired test and the MDE are computed
     against that DPO row, as the caption says."""
     rng = np.random.default_rng(0)
-    scores = {"drdpo": 0.010, "cpo": 0.020, "simpo": 0.015, "dpo": 0.012, "simpo+causal": 0.030,
-              "cpo+causal": 0.040, "drdpo+causal": 0.035, "causaldpo": 0.050}
     for cell in expand(["table5g"], "tiny", [0, 1, 2], "ml-100k", "tiny-llama"):
         assert "ranking.protocol=grounding" in cell.overrides
-        ranks = np.where(rng.random(64) < scores[cell.method] * 10, 0, 20).tolist()
-        write_fake(tmp_path, "tiny", cell, scores[cell.method], ranks=ranks)
+        ranks = np.where(rng.random(64) < TABLE5_HR10[cell.method] * 10, 0, 20).tolist()
+        write_fake(tmp_path, "tiny", cell, TABLE5_HR10[cell.method], ranks=ranks)
     table = build_table("table5g", "tiny", RecordIndex.load(tmp_path), [0, 1, 2], "ml-100k", "tiny-llama")
     value = table.value("CausalDPO", 0, "HR@10")
     assert value.p_vs_dpo is not None and value.p_vs_dpo < 0.05 and value.mde_vs_dpo > 0
