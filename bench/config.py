@@ -34,6 +34,10 @@ class DataConfig:
     eval_parts: list[str] = field(default_factory=lambda: ["ood_test"],
                                   metadata={"help": "parts scored; `ood_test` falls back to `iid_test` for iid"})
     raw_path: str | None = field(default=None, metadata={"help": "raw files of datasets that do not ship here"})
+    titles: str = field(default="catalogue", metadata={
+        "help": "how titles are written in prompts and answers: catalogue (the dataset's own, 'Lion King, The "
+                "(1994)') or natural (a trailing article moved to the front, 'The Lion King (1994)': the form a "
+                "pretrained LLM has read)"})
     dataset_for_shift: dict[str, str] = field(default_factory=dict, metadata={
         "help": "shift -> dataset pairing (the paper profile's); used when no --dataset is given"})
 

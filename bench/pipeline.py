@@ -17,8 +17,8 @@ import methods
 from bench.backbone import build_model, load_tokenizer, load_trained
 from bench.config import SECTIONS, RunConfig
 from bench.metrics import grouped_metrics, metrics_by_group, ranking_metrics, recommendation_counts, target_ranks
-from bench.prompts import (check_joint_tokenization, encode_completion, encode_prompt, noun_for, render_prompt,
-                           uses_chat_template)
+from bench.prompts import (check_joint_tokenization, display_titles, encode_completion, encode_prompt, noun_for,
+                           render_prompt, uses_chat_template)
 from bench.results import environment, peak_memory_mb, record_key, record_path, write_record
 from methods.base import MethodContext, TrainingSamples
 from methods.ranking import Catalogue, ProtocolRecommender, rank
@@ -71,7 +71,8 @@ class Cell:
             len(self.train), self.train.dropped,
             "; ".join(f"{p} {len(s)} of {len(self.split[p])}" for p, s in self.eval_parts.items())))
 
-        titles = [self.dataset.titles[int(i)] for i in self.items]
+        self.titles = display_titles(self.dataset.titles, data.titles)  # as prompts and answers write them
+        titles = [self.titles[int(i)] for i in self.items]
         self.tokenizer = load_tokenizer(cfg.backbone, titles + [render_prompt(["x"], self.noun)], self.cache_dir)
         self.chat = uses_chat_template(self.tokenizer, cfg.backbone.chat_template)
         self.completions = {int(i): encode_completion(self.tokenizer, t, self.chat) for i, t in zip(self.items, titles)}
@@ -81,7 +82,7 @@ class Cell:
         self.train_prompts = self.encode(self.train)
         self.eval_prompts = {p: self.encode(s) for p, s in self.eval_parts.items()}
         check_joint_tokenization(self.tokenizer, [self.prompt_text(h) for h in self.train.histories[:64]],
-                                 [self.dataset.titles[int(t)] for t in self.train.targets[:64]], self.chat)
+                                 [self.titles[int(t)] for t in self.train.targets[:64]], self.chat)
         log(f"tokenizer: {cfg.backbone.name}, vocabulary {len(self.tokenizer)}, "
             f"{'chat template' if self.chat else 'plain template'}, "
             f"mean prompt {np.mean([len(p) for p in self.train_prompts]):.0f} tokens")
@@ -89,6 +90,8 @@ class Cell:
         sft_identity = {"split": self.split.fingerprint, "backbone": dataclasses.asdict(cfg.backbone),
                         "sft": dataclasses.asdict(cfg.sft), "seed": cfg.seed, "history_len": data.history_len,
                         "max_train_samples": data.max_train_samples, "tokenizer": len(self.tokenizer)}
+        if data.titles != "catalogue":  # absent at the default, so models cached before the option stay found
+            sft_identity["titles"] = data.titles
         if self.device.type == "cpu":  # the thread count changes CPU float sums, hence the trained weights' last bits:
             sft_identity["cpu_threads"] = torch.get_num_threads()  # a cached model is reused only at the same count
         self.sft_tag = record_key(sft_identity)
@@ -97,7 +100,7 @@ class Cell:
         self.seen_by_user: dict[int, np.ndarray] | None = None
 
     def prompt_text(self, history) -> str:
-        return render_prompt([self.dataset.titles[int(i)] for i in history], self.noun,
+        return render_prompt([self.titles[int(i)] for i in history], self.noun,
                              self.tokenizer if self.chat else None)
 
     def encode(self, samples: Samples) -> list[list[int]]:
