@@ -24,8 +24,8 @@ from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 import bench.backbone as backbone
 from bench.backbone import WHEELS, BackboneError, dequantised_folder, gguf_source
 from bench.config import BackboneConfig
-from bench.prompts import (check_joint_tokenization, encode_completion, encode_prompt, prompt_ending, render_completion,
-                           render_prompt, uses_chat_template)
+from bench.prompts import (check_joint_tokenization, encode_completion, encode_prompt, natural_title, prompt_ending,
+                           render_completion, render_prompt, uses_chat_template)
 from methods.ranking import Catalogue, rank
 from methods.ranking.grounding import decode
 from methods.ranking.likelihood import score_all
@@ -55,12 +55,13 @@ def tok(smol_cache):
 @pytest.fixture(scope="module")
 def titles() -> list[str]:
     """Real ml-100k titles, chosen to be awkward for BPE: leading digits and articles, quotes, accents, colons,
-    commas, and titles that are token prefixes of others."""
+    commas, titles that are token prefixes of others, and natural forms ("The Lion King (1994)", `data.titles`)."""
     data = load_dataset("ml-100k")
     all_titles = [data.titles[int(i)] for i in data.items]
     picked = [t for t in all_titles if t[0].isdigit()][:4] + [t for t in all_titles if '"' in t or "'" in t][:4]
     picked += [t for t in all_titles if any(ord(c) > 127 for c in t)][:3] + [t for t in all_titles if ":" in t][:3]
     picked += [t for t in all_titles if t.startswith(("Star Trek", "Batman", "Die Hard"))][:8] + all_titles[:10]
+    picked += [natural_title(t) for t in all_titles if natural_title(t) != t][:6] + ["L'Enfer (1994)"]
     return list(dict.fromkeys(picked))
 
 
