@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from bench.backbone import load_tokenizer
 from bench.config import apply_overrides, load_profile
 from bench.pipeline import Cell
 from bench.prompts import display_titles, natural_title
@@ -56,7 +57,7 @@ def _cell(tmp_path, style):
     return Cell(cfg, log=lambda _: None)
 
 
-def test_prompts_and_completions_write_the_natural_titles_and_the_sft_model_is_another(tmp_path):
+def test_prompts_and_completions_write_the_natural_titles_and_the_sft_model_is_another(tmp_path, monkeypatch):
     natural, catalogue = _cell(tmp_path, "natural"), _cell(tmp_path, "catalogue")
     item = next(i for i, t in catalogue.titles.items() if t.endswith(", The (1994)") and i in natural.completions)
     shown = natural.titles[item]
@@ -66,3 +67,8 @@ def test_prompts_and_completions_write_the_natural_titles_and_the_sft_model_is_a
     history = [item]
     assert shown in natural.prompt_text(history) and catalogue.titles[item] in catalogue.prompt_text(history)
     assert natural.sft_tag != catalogue.sft_tag
+    # a real model's tokenizer is the same for both forms: the title form alone must tell the cached models apart
+    both = list(natural.titles.values()) + list(catalogue.titles.values())
+    monkeypatch.setattr("bench.pipeline.load_tokenizer",
+                        lambda backbone, texts, cache: load_tokenizer(backbone, both + texts, cache))
+    assert _cell(tmp_path, "catalogue").sft_tag != _cell(tmp_path, "natural").sft_tag
