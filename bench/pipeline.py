@@ -16,6 +16,7 @@ import torch
 import methods
 from bench.backbone import build_model, load_tokenizer, load_trained
 from bench.config import SECTIONS, RunConfig
+from bench.fits import fit_with_cache
 from bench.metrics import grouped_metrics, metrics_by_group, ranking_metrics, recommendation_counts, target_ranks
 from bench.prompts import (check_joint_tokenization, display_titles, encode_completion, encode_prompt, noun_for,
                            render_prompt, uses_chat_template)
@@ -235,8 +236,33 @@ def _plain(value):
     return json.loads(json.dumps(value, sort_keys=True, default=str))
 
 
-def run(cfg: RunConfig, method_names: list[str], log: Callable[[str], None] = print) -> list[dict]:
-    """Train and score each named method on one cell; returns (and writes) one record per method."""
+NOT_FIT_SETTINGS = {"data": ("max_eval_samples", "eval_parts")}  # the test samples: a fit never sees them
+
+
+def fit_identity(cell: Cell, name: str, hyperparameters: dict) -> dict:
+    """Everything that shapes a method's trained model (the fit cache's key, `bench.fits`): the SFT model's tag
+    (split fingerprint, backbone, SFT config, seed, CPU thread count), the method and its hyperparameters, the
+    run config without the ranking section, the test samples' settings and the volatile fields, and the device
+    type. The ranking settings a fit reads through the context are added by `bench.fits`."""
+    config = stable_config(cell.cfg.to_dict())
+    config.pop("ranking", None)
+    config.pop("profile", None)  # the profile's values are in the sections
+    for section, keys in NOT_FIT_SETTINGS.items():
+        for key in keys:
+            config.get(section, {}).pop(key, None)
+    identity = {"sft_tag": cell.sft_tag, "split": cell.split.fingerprint, "method": name,
+                "hyperparameters": stable_hyperparameters(name, hyperparameters), "config": config,
+                "device": cell.device.type}
+    if cell.device.type == "cpu":
+        identity["cpu_threads"] = torch.get_num_threads()
+    return identity
+
+
+def run(cfg: RunConfig, method_names: list[str], log: Callable[[str], None] = print,
+        reuse_fits: bool = True) -> list[dict]:
+    """Train and score each named method on one cell; returns (and writes) one record per method. A method's
+    trained model is kept in the fit cache and ranked again without training by a later run of the same fit,
+    whatever its ranking settings (`bench.fits`); `reuse_fits=False` trains again."""
     chosen = [(name, methods.resolve(name, cfg.method_overrides.get(name))) for name in method_names]
     if cfg.ranking.k < 20:  # checked before any training: the records report HR/NDCG at 10 and 20
         raise ValueError(f"ranking.k={cfg.ranking.k}: the metrics go to K=20, so at least 20 items must be ranked")
@@ -253,11 +279,12 @@ def run(cfg: RunConfig, method_names: list[str], log: Callable[[str], None] = pr
         log(f"{name}: fitting ({method.paper.title}{', arXiv ' + method.paper.arxiv if method.paper.arxiv else ''})")
         ctx = cell.context(Path(cfg.cache_dir) / "methods" / key)
         torch.manual_seed(cfg.seed)
-        start = time.perf_counter()
-        recommender = method.fit(ctx)
-        fit_seconds = time.perf_counter() - start
-        log(f"{name}: fitted in {fit_seconds:.1f}s; ranking {', '.join(cell.eval_parts)} "
-            f"with the {ctx.stats.get('protocol', cfg.ranking.protocol)} protocol")
+        fit = fit_with_cache(method, ctx, fit_identity(cell, name, config_dict),
+                             {"ranking.batch_size": cfg.ranking.batch_size}, Path(cfg.cache_dir) / "fits",
+                             lambda path: load_trained(path, cfg.backbone, cell.device), reuse_fits, log)
+        recommender, fit_seconds = fit.recommender, fit.trained_seconds
+        log(f"{name}: {'reused the fit trained' if fit.info['reused'] else 'fitted'} in {fit_seconds:.1f}s; "
+            f"ranking {', '.join(cell.eval_parts)} with the {ctx.stats.get('protocol', cfg.ranking.protocol)} protocol")
         results = cell.evaluate(recommender)
         record = {
             "key": key, "method": name, "paper": dataclasses.asdict(method.paper), "hyperparameters": config_dict,
@@ -266,7 +293,7 @@ def run(cfg: RunConfig, method_names: list[str], log: Callable[[str], None] = pr
             "split_info": json.loads(json.dumps(cell.split.info, default=str)),
             "protocol": ctx.stats.get("protocol", cfg.ranking.protocol), "exclude_seen": cfg.ranking.exclude_seen,
             "sft_tag": cell.sft_tag if method.uses_sft else None,
-            "sft": cell.sft_stats if method.uses_sft else None, "fit_seconds": fit_seconds,
+            "sft": cell.sft_stats if method.uses_sft else None, "fit_seconds": fit_seconds, "fit": fit.info,
             "seconds_per_epoch": ctx.stats.get("seconds_per_epoch"), "method_stats": ctx.stats,
             "results": results, "environment": env, "memory": peak_memory_mb(cell.device),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -79,6 +79,9 @@ class Method:
     Config: ClassVar[type]
     uses_sft: ClassVar[bool] = True
     shifts: ClassVar[tuple[str, ...] | None] = None  # the shifts it is defined for (None: every shift)
+    # The harness keeps the trained model of a fit that returns `ctx.recommender(model)` and ranks it again under
+    # any protocol without fitting (`bench.fits`); False for a fit that only loads a model the cache already holds.
+    fit_cacheable: ClassVar[bool] = True
 
     def __init__(self, config=None):
         self.config = config if config is not None else self.Config()

@@ -30,6 +30,7 @@ class NoConfig:
 @register
 class SFTOnly(Method):
     name = "sft"
+    fit_cacheable = False  # loads a model the cache holds: nothing to keep
     paper = Paper("Supervised fine-tuning on next-item titles (the shared starting point of every LLM method)", "")
     Config = NoConfig
 
@@ -40,6 +41,7 @@ class SFTOnly(Method):
 @register
 class BaseModel(Method):
     name = "base"
+    fit_cacheable = False  # loads a model the cache holds: nothing to keep
     paper = Paper("The backbone before SFT and preference alignment (ablation 'w/o both')", "")
     Config = NoConfig
     uses_sft = False
