@@ -150,7 +150,10 @@ def assignment_stats(p: torch.Tensor) -> dict[str, float]:
 
 
 class CausalRegularizer(nn.Module):
-    """Holds g; `forward` turns per-sample losses plus representations into (adjusted loss, penalty, stats)."""
+    """Holds g. `forward` turns one batch's per-sample losses and representations into (adjusted loss, penalty,
+    stats); it is `objective(per_sample, represent(h), matched(reward, hidden))`, and the trainer calls those three
+    parts separately when an optimizer step spans several micro-batches or processes (`methods.train.whole_step`):
+    the objective then runs once over the whole step's rows."""
 
     def __init__(self, hidden_size: int, config: CausalConfig):
         super().__init__()
@@ -160,30 +163,45 @@ class CausalRegularizer(nn.Module):
             raise ValueError(f"causal.assignment must be one of {', '.join(ASSIGNMENTS)}, got {config.assignment!r}")
         self.config = config
         self.g = nn.Linear(hidden_size, config.projection_dim)
+        self.last_labels: np.ndarray | None = None   # DBSCAN's labels of the last objective call (-1: noise)
 
     def forward(self, per_sample: torch.Tensor, prompt_hidden: torch.Tensor, chosen_reward: torch.Tensor,
                 chosen_hidden: torch.Tensor, reduce=mean_reduce):
         """`reduce(per_sample, weights=None)`: the base method's batch reduction (the mean by default)."""
-        cfg = self.config
+        return self.objective(per_sample, self.represent(prompt_hidden), self.matched(chosen_reward, chosen_hidden),
+                              reduce)
+
+    def represent(self, prompt_hidden: torch.Tensor) -> torch.Tensor:
+        """z = g(h) of each sample (h detached under the adversarial assignment: only g sees the assignment side)."""
         hidden = prompt_hidden.to(self.g.weight.dtype)
-        z = self.project(hidden.detach() if cfg.assignment == "adversarial" else hidden)
+        return self.project(hidden.detach() if self.config.assignment == "adversarial" else hidden)
+
+    def matched(self, chosen_reward: torch.Tensor, chosen_hidden: torch.Tensor) -> torch.Tensor:
+        """phi (B, D): the representation of (x, y_w) whose distribution the MMD matches across environments."""
+        phi = chosen_reward.unsqueeze(1) if self.config.mmd_target == "reward" else chosen_hidden
+        return phi.float()
+
+    def objective(self, per_sample: torch.Tensor, z: torch.Tensor, phi: torch.Tensor, reduce=mean_reduce):
+        """Environments from z (DBSCAN on the detached z, Eqs. 7-8), the backdoor-adjusted loss (Eq. 6) and
+        lambda * MMD^2 of phi across environments (Eq. 10), over every row given."""
+        cfg = self.config
         labels = dbscan_labels(z.detach().float().cpu().numpy(), cfg.min_samples, cfg.eps_quantile)
+        self.last_labels = labels
         n_envs = len(set(labels.tolist()) - {-1})
         spread = float((z.detach() - z.detach().mean(0)).norm(dim=1).mean())
+        base = {"causal/envs": float(n_envs), "causal/z_spread": spread, "causal/clustered": float(len(z))}
         if n_envs < 2:
             zero = per_sample.sum() * 0.0
-            return reduce(per_sample), zero, {"causal/envs": float(n_envs), "causal/single_env": 1.0,
-                                              "causal/z_spread": spread}
+            return reduce(per_sample), zero, {**base, "causal/single_env": 1.0}
         if cfg.assignment == "detached":
             z = z.detach()
         elif cfg.assignment == "adversarial":
             z = _ReverseGradient.apply(z)
         p = soft_assign(z, labels, cfg.temperature)
         adjusted = backdoor_adjusted(per_sample, p, reduce)
-        phi = chosen_reward.unsqueeze(1) if cfg.mmd_target == "reward" else chosen_hidden
-        mmd2 = weighted_mmd2(phi.float(), p.float())
-        stats = {"causal/envs": float(n_envs), "causal/single_env": 0.0, "causal/mmd2": float(mmd2.detach()),
-                 "causal/noise": float((labels == -1).mean()), "causal/z_spread": spread, **assignment_stats(p)}
+        mmd2 = weighted_mmd2(phi, p.float())
+        stats = {**base, "causal/single_env": 0.0, "causal/mmd2": float(mmd2.detach()),
+                 "causal/noise": float((labels == -1).mean()), **assignment_stats(p)}
         return adjusted, cfg.mmd_weight * mmd2, stats
 
     def project(self, hidden: torch.Tensor) -> torch.Tensor:

@@ -66,7 +66,10 @@ def causal_history_stats(history: dict) -> dict:
             values.append(round(float(next(it)), 5) if is_multi else float("nan"))
         return values
 
+    clustered = history.get("causal/clustered")
     out = {"single_env_fraction": float(np.mean(~multi)), "mean_envs": float(envs.mean()),
+           # rows per DBSCAN call: the optimizer step's whole batch (all micro-batches and processes)
+           "clustered_per_step": float(np.mean(clustered)) if clustered else None,
            "causal_per_step": {"envs": envs.astype(int).tolist(),
                                "z_spread": [round(float(v), 5) for v in history["causal/z_spread"]],
                                "assignment_entropy": per_step("causal/assignment_entropy"),

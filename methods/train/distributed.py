@@ -83,3 +83,19 @@ def mean_gradients(parameters) -> None:
             p.grad = torch.zeros_like(p)
         dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
         p.grad /= world_size()
+
+
+def gather_tensors(part: torch.Tensor) -> list[torch.Tensor]:
+    """Every process's `part` (first dimensions may differ), on every process, in rank order; [part] without a
+    process group. The gathered copies carry no gradient."""
+    if not _ready():
+        return [part]
+    size = torch.tensor([part.shape[0]], device=part.device)
+    sizes = [torch.zeros_like(size) for _ in range(world_size())]
+    dist.all_gather(sizes, size)
+    width = int(max(int(s) for s in sizes))
+    padded = part.new_zeros((width, *part.shape[1:]))
+    padded[: part.shape[0]] = part
+    parts = [torch.empty_like(padded) for _ in sizes]
+    dist.all_gather(parts, padded.contiguous())
+    return [p[: int(s)] for p, s in zip(parts, sizes)]

@@ -27,10 +27,11 @@ import numpy as np
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
-from methods.losses import LogProbs
+from methods.losses import LogProbs, mean_reduce
 from methods.train import distributed
 from methods.train.loop import EpochTimer, training_arguments
 from methods.train.sequences import completion_logps, left_padded
+from methods.train.whole_step import plan_step, surrogate
 from splits.permissions import honour_umask
 
 
@@ -128,7 +129,8 @@ class PairDataset(torch.utils.data.Dataset):
         return len(self.pairs)
 
     def __getitem__(self, i: int) -> dict:
-        item = {"prompt": self.pairs.prompts[i], "chosen": self.pairs.chosen[i], "rejected": self.pairs.rejected[i],
+        item = {"index": i, "prompt": self.pairs.prompts[i], "chosen": self.pairs.chosen[i],
+                "rejected": self.pairs.rejected[i],
                 "ref_chosen": float(self.ref_chosen[i]), "ref_rejected": self.ref_rejected[i].tolist()}
         if self.pairs.smoothing is not None:
             item["smoothing"] = np.asarray(self.pairs.smoothing[i], dtype=np.float32).tolist()
@@ -143,7 +145,8 @@ class PairCollator:
         prompts, completions, k = _rows([f["prompt"] for f in features], [f["chosen"] for f in features],
                                         [f["rejected"] for f in features])
         ids, mask, positions, lengths = left_padded(prompts, completions, self.pad_id, "cpu")
-        batch = {"input_ids": ids, "attention_mask": mask, "position_ids": positions, "lengths": lengths,
+        batch = {"index": torch.tensor([f["index"] for f in features]),
+                 "input_ids": ids, "attention_mask": mask, "position_ids": positions, "lengths": lengths,
                  "ref_chosen": torch.tensor([f["ref_chosen"] for f in features]),
                  "ref_rejected": torch.tensor([f["ref_rejected"] for f in features])}
         if "smoothing" in features[0]:
@@ -184,6 +187,7 @@ class PreferenceTrainer(Trainer):
         self._sums: dict[str, float] = {}
         self._count = 0
         self.history: dict[str, list[float]] = {}
+        self.first_step: dict | None = None   # the regularizer's first step: pair indices, DBSCAN labels, MMD^2
 
     def create_optimizer(self, model=None):
         optimizer = super().create_optimizer(model)
@@ -192,31 +196,79 @@ class PreferenceTrainer(Trainer):
             self._regularizer_added = True
         return optimizer
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+    def log_probs(self, model, inputs, all_rows: bool = True):
+        """(policy, reference) `LogProbs` of a collated batch and the hidden states the regularizer uses (None
+        without one). `all_rows=False` scores the prompt + chosen rows only (zero rejected columns)."""
         ref_chosen, ref_rejected = inputs["ref_chosen"], inputs["ref_rejected"]
         b, k = ref_rejected.shape
+        k = k if all_rows else 0
+        n = (1 + k) * b
         logps, prompt_hidden, end_hidden = completion_logps(
-            model, inputs["input_ids"], inputs["attention_mask"], inputs["position_ids"], inputs["lengths"],
-            want_hidden=self.regularizer is not None)
-        lengths = inputs["lengths"].view(1 + k, b).T
+            model, inputs["input_ids"][:n], inputs["attention_mask"][:n], inputs["position_ids"][:n],
+            inputs["lengths"][:n], want_hidden=self.regularizer is not None)
+        lengths = inputs["lengths"][:n].view(1 + k, b).T
         table = logps.view(1 + k, b).T                                   # (B, 1+K)
         smoothing = inputs.get("smoothing")
-        smoothing = None if smoothing is None else smoothing.to(table.dtype)
+        smoothing = None if smoothing is None else smoothing[:, :k].to(table.dtype)
         policy = LogProbs(table[:, 0], table[:, 1:], lengths[:, 0], lengths[:, 1:], smoothing)
-        reference = LogProbs(ref_chosen.to(table.dtype), ref_rejected.to(table.dtype), lengths[:, 0], lengths[:, 1:],
-                             smoothing)
+        reference = LogProbs(ref_chosen.to(table.dtype), ref_rejected[:, :k].to(table.dtype), lengths[:, 0],
+                             lengths[:, 1:], smoothing)
+        if prompt_hidden is not None:
+            prompt_hidden, end_hidden = prompt_hidden[:b], end_hidden[:b]
+        return policy, reference, prompt_hidden, end_hidden
+
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        """The Trainer fetches an optimizer step's micro-batches before training on them: when the step spans
+        several micro-batches or processes, the causal regularizer is planned over all of them here
+        (`methods.train.whole_step`)."""
+        batches, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
+        self._plan, self._micro = None, 0
+        if self.regularizer is not None and batches and (len(batches) > 1 or distributed.world_size() > 1):
+            self._plan = plan_step([self._prepare_inputs(b) for b in batches], self._step_rows, self.regularizer,
+                                   self.reduce, includes_losses=self.reduce is not mean_reduce)
+            self._keep_first_step(self._plan.indices, self._plan.labels, self._plan.stats)
+        return batches, num_items
+
+    def _step_rows(self, inputs):
+        """One micro-batch's (pair index, per-sample loss or None, z, phi), without gradient (model in its training
+        mode, as the training forward sees it)."""
+        all_rows = self.reduce is not mean_reduce
+        with self.accelerator.autocast():
+            policy, reference, prompt_hidden, end_hidden = self.log_probs(self.model, inputs, all_rows)
+        z = self.regularizer.represent(prompt_hidden)
+        phi = self.regularizer.matched(self.chosen_reward(policy, reference, self.beta), end_hidden)
+        return inputs["index"], self.loss_fn(policy, reference) if all_rows else None, z, phi
+
+    def _keep_first_step(self, indices, labels, stats):
+        if self.first_step is None:
+            self.first_step = {"indices": np.asarray(indices).tolist(), "labels": np.asarray(labels).tolist(),
+                               "mmd2": stats.get("causal/mmd2", 0.0), "envs": stats["causal/envs"]}
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        policy, reference, prompt_hidden, end_hidden = self.log_probs(model, inputs)
         per_sample = self.loss_fn(policy, reference)
         with torch.no_grad():
             margin = (policy.chosen - reference.chosen).unsqueeze(1) - (policy.rejected - reference.rejected)
         stats = {"rewards/margin": float(self.beta * margin.mean())}
+        plan = getattr(self, "_plan", None)
         if self.regularizer is None:
             loss = self.reduce(per_sample)
+        elif plan is not None:   # the step's regularizer, planned over all its micro-batches and processes
+            rows = plan.rows[self._micro]
+            self._micro += 1
+            z = self.regularizer.represent(prompt_hidden)
+            phi = self.regularizer.matched(self.chosen_reward(policy, reference, self.beta), end_hidden)
+            term = surrogate(rows, z, phi, per_sample if plan.includes_losses else None, plan.scale)
+            base = per_sample.sum() * 0.0 if plan.includes_losses else self.reduce(per_sample)
+            loss = base + term + plan.value
+            stats.update(plan.stats)
         else:
             chosen_reward = self.chosen_reward(policy, reference, self.beta)
-            loss, penalty, reg_stats = self.regularizer(per_sample, prompt_hidden[:b], chosen_reward, end_hidden[:b],
+            loss, penalty, reg_stats = self.regularizer(per_sample, prompt_hidden, chosen_reward, end_hidden,
                                                         reduce=self.reduce)
             loss = loss + penalty
             stats.update(reg_stats)
+            self._keep_first_step(inputs["index"].cpu().numpy(), self.regularizer.last_labels, reg_stats)
         if not torch.isfinite(loss):
             raise NonFiniteLoss(f"non-finite preference loss ({loss.item()}) at step {self.state.global_step + 1}")
         stats["pref_loss"] = float(loss.detach())
@@ -254,4 +306,6 @@ def train_preference(model, pairs: PreferencePairs, ref: tuple[np.ndarray, np.nd
                                     reduce=reduce, beta=beta, regularizer=regularizer,
                                     chosen_reward=chosen_reward)
         trainer.train()
+    if trainer.first_step is not None:
+        trainer.history["causal/first_step"] = [trainer.first_step]
     return trainer.model, timer.seconds_per_epoch(cfg.epochs), trainer.history
