@@ -102,6 +102,7 @@ def fit_with_cache(method: Method, ctx: MethodContext, identity: dict, reads: di
     `reuse=False` trains again (and leaves a stored entry in place)."""
     keys = fit_keys(identity, reads)
     cacheable = getattr(method, "fit_cacheable", True)
+    unloadable = None  # an entry that reads but does not load: replaced by this fit
     if cacheable and reuse:
         found = _lookup(root, keys, log)
         if found is not None:
@@ -122,6 +123,7 @@ def fit_with_cache(method: Method, ctx: MethodContext, identity: dict, reads: di
                            {"key": key, "reused": True, "trained_seconds": float(meta["trained_seconds"]),
                             "trained": meta.get("created"), "load_seconds": seconds})
             del model
+            unloadable = key
 
     built, read = {}, []
     make_recommender, predict_top1 = ctx.recommender, ctx.predict_top1
@@ -151,16 +153,18 @@ def fit_with_cache(method: Method, ctx: MethodContext, identity: dict, reads: di
     meta = {"key": key, "identity": identity, "reads": reads if read else {}, "trained_seconds": seconds,
             "stats": json.loads(json.dumps(stats, default=str)), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     if distributed.is_main():  # every process trained the same model (DDP); one saves it
-        _save(model, meta, root / key)
+        _save(model, meta, root / key, replace=key == unloadable)
         log(f"fit: saved as {root / key}")
     distributed.barrier()
     return Fit(result, seconds, {"key": key, "reused": False, "trained_seconds": seconds})
 
 
-def _save(model, meta: dict, path: Path) -> None:
+def _save(model, meta: dict, path: Path, replace: bool = False) -> None:
+    """Install the model and its fit.json; an entry already there is kept if it reads back (another runner saved
+    the same fit meanwhile), unless `replace` (it read back but did not load)."""
     class _Entry:  # the model and its fit.json land in one atomic rename
         def save_pretrained(self, target):
             model.save_pretrained(target)
             (Path(target) / FIT_FILE).write_text(json.dumps(meta, sort_keys=True))
 
-    save_atomically(_Entry(), path, valid=lambda p: read_entry(p, meta["key"])[0] is not None)
+    save_atomically(_Entry(), path, valid=None if replace else lambda p: read_entry(p, meta["key"])[0] is not None)
