@@ -12,6 +12,10 @@ Book-Crossing), items are drawn with probability ~ 1/rank^0.8, rating levels wit
 times uniform over the release's span, titles made of random syllables with the real titles' typical lengths. So
 the filtered sizes (users with enough positives, training samples, test samples) are of the right order, not the
 real ones: a plan on stand-ins says so, and is redone on the real files once they are prepared.
+
+``--scale`` shrinks users, items and ratings together; `write_standins(..., full_catalogue=True)` shrinks only the
+users and ratings and keeps the release's items and their popularity law (the planner's small stand-ins: each
+user's activity and item draws are then those of the full-size stand-in, only fewer users).
 """
 from __future__ import annotations
 
@@ -46,15 +50,25 @@ BX = Shape(105_283, 271_379, 1_149_780, 1, 1.6, tuple(range(11)),
 SYLLABLES = ("ka", "lo", "mi", "ren", "sa", "tor", "vel", "an", "dre", "os", "li", "mar", "ne", "quin", "ba", "zu")
 
 
-def ratings(shape: Shape, scale: float, rng: np.random.Generator):
-    """(user, item, rating, time) arrays: users' counts log-normal above the floor, items ~ 1/rank^0.8."""
-    users, items, total = (max(1, round(x * scale)) for x in (shape.users, shape.items, shape.ratings))
+POPULARITY_EXPONENT = 0.8
+
+
+def popularity(items: int) -> np.ndarray:
+    """The stand-ins' item law: P(item of rank r) ~ 1/r^0.8, r = 1..items."""
+    weights = 1.0 / np.arange(1, items + 1) ** POPULARITY_EXPONENT
+    return weights / weights.sum()
+
+
+def ratings(shape: Shape, scale: float, rng: np.random.Generator, item_scale: float | None = None):
+    """(user, item, rating, time) arrays: users' counts log-normal above the floor, items ~ 1/rank^0.8; users and
+    ratings times `scale`, items times `item_scale` (default: `scale`)."""
+    users, total = (max(1, round(x * scale)) for x in (shape.users, shape.ratings))
+    items = max(1, round(shape.items * (scale if item_scale is None else item_scale)))
     weights = rng.lognormal(0.0, shape.sigma, users)
     extra = max(0, total - users * shape.floor)
     counts = shape.floor + rng.multinomial(extra, weights / weights.sum())
     user = np.repeat(np.arange(1, users + 1), counts)
-    popularity = 1.0 / np.arange(1, items + 1) ** 0.8
-    item = rng.choice(np.arange(1, items + 1), len(user), p=popularity / popularity.sum())
+    item = rng.choice(np.arange(1, items + 1), len(user), p=popularity(items))
     rating = rng.choice(np.array(shape.levels, dtype=float), len(user), p=shape.shares)
     when = rng.integers(shape.start, shape.end, len(user))
     order = rng.permutation(len(user))
@@ -68,8 +82,9 @@ def titles(n: int, words: int, rng: np.random.Generator) -> list[str]:
             for i in range(n)]
 
 
-def write_ml10m(folder: Path, scale: float, rng: np.random.Generator) -> None:
-    user, item, rating, when, items = ratings(ML10M, scale, rng)
+def write_ml10m(folder: Path, scale: float, rng: np.random.Generator,
+                item_scale: float | None = None) -> None:
+    user, item, rating, when, items = ratings(ML10M, scale, rng, item_scale)
     with open(folder / "ratings.dat", "w") as f:
         f.writelines(f"{u}::{i}::{r:g}::{t}\n" for u, i, r, t in zip(user.tolist(), item.tolist(), rating.tolist(),
                                                                      when.tolist()))
@@ -78,8 +93,9 @@ def write_ml10m(folder: Path, scale: float, rng: np.random.Generator) -> None:
         f.writelines(f"{i + 1}::{name} ({years[i]})::Drama\n" for i, name in enumerate(titles(items, ML10M.title_words, rng)))
 
 
-def write_yelp(folder: Path, scale: float, rng: np.random.Generator) -> None:
-    user, item, rating, when, items = ratings(YELP, scale, rng)
+def write_yelp(folder: Path, scale: float, rng: np.random.Generator,
+               item_scale: float | None = None) -> None:
+    user, item, rating, when, items = ratings(YELP, scale, rng, item_scale)
     dates = np.datetime_as_string(when.astype("datetime64[s]"), unit="s")
     with open(folder / "yelp_academic_dataset_review.json", "w") as f:
         f.writelines(json.dumps({"user_id": f"u{u}", "business_id": f"b{i}", "stars": r,
@@ -91,8 +107,9 @@ def write_yelp(folder: Path, scale: float, rng: np.random.Generator) -> None:
                      for i, name in enumerate(titles(items, YELP.title_words, rng)))
 
 
-def write_bookcrossing(folder: Path, scale: float, rng: np.random.Generator) -> None:
-    user, item, rating, _, items = ratings(BX, scale, rng)
+def write_bookcrossing(folder: Path, scale: float, rng: np.random.Generator,
+                       item_scale: float | None = None) -> None:
+    user, item, rating, _, items = ratings(BX, scale, rng, item_scale)
     with open(folder / "BX-Book-Ratings.csv", "w", encoding="cp1252") as f:
         f.write('"User-ID";"ISBN";"Book-Rating"\n')
         f.writelines(f'"{u}";"{i:010d}";"{int(r)}"\n' for u, i, r in zip(user.tolist(), item.tolist(),
@@ -107,15 +124,26 @@ def write_bookcrossing(folder: Path, scale: float, rng: np.random.Generator) -> 
 
 
 WRITERS = {"ml-10m": write_ml10m, "yelp2018": write_yelp, "book-crossing": write_bookcrossing}
+SHAPES = {"ml-10m": ML10M, "yelp2018": YELP, "book-crossing": BX}
 
 
-def write_standins(out: Path, scale: float = 1.0, seed: int = 0, names=tuple(WRITERS)) -> dict[str, Path]:
-    """Write the stand-ins' raw files under ``out/<dataset>/``; returns the folders (the ``--raw`` of each)."""
+def distinct_items(name: str, draws: float) -> float:
+    """Expected distinct items among `draws` ratings drawn by the stand-in's popularity law over the release's
+    items: sum over items of 1 - (1 - p_i)^draws (the catalogue a filtered stand-in of that many ratings keeps)."""
+    p = popularity(SHAPES[name].items)
+    return float(np.sum(-np.expm1(draws * np.log1p(-p))))
+
+
+def write_standins(out: Path, scale: float = 1.0, seed: int = 0, names=tuple(WRITERS),
+                   full_catalogue: bool = False) -> dict[str, Path]:
+    """Write the stand-ins' raw files under ``out/<dataset>/``; returns the folders (the ``--raw`` of each).
+    `full_catalogue`: only users and ratings are scaled, the items are the release's."""
     folders = {}
-    for k, name in enumerate(names):
+    for name in names:
         folder = out / name
         folder.mkdir(parents=True, exist_ok=True)
-        WRITERS[name](folder, scale, np.random.default_rng([seed, k]))
+        WRITERS[name](folder, scale, np.random.default_rng([seed, tuple(WRITERS).index(name)]),
+                      1.0 if full_catalogue else None)
         folders[name] = folder
     return folders
 

@@ -16,6 +16,8 @@ from collections import defaultdict
 from pathlib import Path
 
 STAGES = ("setup", "sft model", "sft steps", "reference", "preference", "generation", "sasrec", "ranking")
+FIT_REUSED = "fit_reused"  # the record key by which a record made with the pipeline's fit cache says whether its
+                           # fit was reused; records without it were made when every cell trained its own fit
 BUCKETS = {"sft model": "sft", "sft steps": "fit", "reference": "fit", "preference": "fit", "generation": "fit",
            "sasrec": "fit", "ranking": "ranking"}
 
@@ -30,8 +32,11 @@ def add_parser(sub) -> None:
                    help="measure the per-unit costs on this device first (a few minutes on tiny) and save them")
     p.add_argument("--calibration", help="a calibration file to price with (or, with --calibrate, to write)")
     p.add_argument("--tflops", type=float,
-                   help="price by FLOPs at this sustained TFLOP/s instead (no calibration; e.g. 400 for bf16 on an "
-                        "H100-class GPU)")
+                   help="price by FLOPs instead (no calibration): the GPU's peak dense bf16 TFLOP/s (H100/H200 989, "
+                        "A100/A800 312), run at --mfu of it")
+    p.add_argument("--mfu", type=float,
+                   help="with --tflops: the utilisation, sustained / peak (default 0.332: the suite's H200 DPO step, "
+                        "see bench.planner.prices.default_utilisation)")
     p.add_argument("--params", type=float, help="with --tflops: the backbone's parameters (default: the published "
                                                 "size of the paper's backbones; required for any other)")
 
@@ -39,7 +44,7 @@ def add_parser(sub) -> None:
 def plan_command(args, log) -> int:
     from bench.leaderboard.command import _setup
     from bench.leaderboard.records import cell_config, profile_config
-    from bench.planner.workload import grid_work
+    from bench.planner.workload import fits_per_cell, grid_work
 
     names, seeds = _setup(args)
     cfg = profile_config(args.profile)
@@ -51,7 +56,10 @@ def plan_command(args, log) -> int:
     measured = measure(args.profile, groups, args.results, args.set) if Path(args.results).is_dir() else None
     if measured and not measured["cells"]["found"]:
         measured = None
-    print(report(args.profile, names, seeds, groups, prices, predicted, measured))
+    compared = None
+    if measured and not measured["cells"]["fit_cache"]:   # records made before the fit cache: a fit per cell
+        compared = predict(fits_per_cell(groups), prices)
+    print(report(args.profile, names, seeds, groups, prices, predicted, measured, compared))
     return 0
 
 
@@ -60,8 +68,11 @@ def _prices(args, cache: Path, groups, first_cfg, log):
     from bench.results import device_name
 
     if args.tflops:
-        return FlopsPrices(args.params or _parameters(first_cfg), args.tflops, first_cfg.backbone.lora,
-                           first_cfg.backbone.gradient_checkpointing)
+        prices = FlopsPrices(args.params or _parameters(first_cfg), args.tflops, first_cfg.backbone.lora,
+                             first_cfg.backbone.gradient_checkpointing)
+        if args.mfu:
+            prices.utilisation = args.mfu
+        return prices
     first_cfg.cache_dir = str(cache)
     from bench.pipeline import pick_device
     device = device_name(pick_device(first_cfg.device))
@@ -115,7 +126,7 @@ def predict(groups, prices) -> list[dict]:
         all_tables = tuple(sorted({t for c in g.cells for t in c.tables}))
         rows.append(dict(group=g.group.id, method="", stage="setup", tables=all_tables, units=0, tokens=0.0,
                          seconds=prices.setup(size)))
-        tables = {c.method: c.tables for c in g.cells}
+        tables = {c.method: c.fit_tables or c.tables for c in g.cells}   # a fit: every table that needs it
         for work, method in g.units():
             stage = "sft steps" if work.kind == "sft_step" else work.stage
             rows.append(dict(group=g.group.id, method=method, stage=stage, tables=tables[method],
@@ -148,7 +159,7 @@ def measure(profile: str, groups, results, extra_sets) -> dict:
 
     index = RecordIndex.load(results)
     found: dict[str, list] = defaultdict(list)
-    cells, sft_groups, expected = set(), set(), 0
+    cells, sft_groups, expected, fit_cache = set(), set(), 0, False
     for g in groups:
         for cell_work, cell in zip(g.cells, g.group.cells):
             expected += 1
@@ -156,12 +167,14 @@ def measure(profile: str, groups, results, extra_sets) -> dict:
             if record is None:
                 continue
             cells.add((g.group.id, cell.method))
+            fit_cache = fit_cache or FIT_REUSED in record
             if record.get("sft_tag"):
                 sft_groups.add(family_id(g.group))
             for table in (*cell_work.tables, "grid"):
                 found[table].append(record)
     out = {table: compute_seconds(records) for table, records in found.items()}
-    out["cells"] = {"found": len(found["grid"]), "expected": expected, "keys": cells, "sft_groups": sft_groups}
+    out["cells"] = {"found": len(found["grid"]), "expected": expected, "keys": cells, "sft_groups": sft_groups,
+                    "fit_cache": fit_cache}
     return out
 
 
@@ -170,15 +183,26 @@ def _hours(seconds: float) -> str:
     return f"{hours:,.1f}" if hours >= 100 else f"{hours:.3f}"
 
 
-def report(profile, names, seeds, groups, prices, rows, measured) -> str:
+def report(profile, names, seeds, groups, prices, rows, measured, compared=None) -> str:
+    """The plan as text; `compared`: the rows to hold against the records (default `rows`)."""
     n_cells = sum(len(g.cells) for g in groups)
     per_thread = ""
     cal = getattr(prices, "cal", None)
     unit = "GPU-hours" if cal is None or cal.device_type == "cuda" else "hours"
-    lines = [f"plan {profile}: {', '.join(names)}; seeds {seeds}; {n_cells} cells in {len(groups)} groups",
+    total = sum(r["seconds"] for r in rows)
+    fits = {c.fit for g in groups for c in g.cells}
+    reused = sum(c.reused for g in groups for c in g.cells)
+    lines = [f"plan {profile}: {', '.join(names)}; seeds {seeds}; {n_cells} cells in {len(groups)} groups, "
+             f"{len(fits)} fits ({reused} cells reuse another cell's fit and only rank)",
              f"prices: {prices.source}"]
     if cal is not None and cal.device_type == "cpu":
         per_thread = f" (x {cal.threads} threads = CPU-hours)"
+        lines.append(f"total: {_hours(total)} hours of one runner at {cal.threads} threads")
+    else:
+        lines.append(f"total: {_hours(total)} GPU-hours (one GPU; W GPUs in data parallel: about 1/W of it in wall "
+                     f"time)")
+    for notice in sorted({g.size.standin for g in groups if g.size.standin}):
+        lines.append(notice)
     if any(g.size.estimated_tokens for g in groups):
         lines.append("tokens: estimated as characters / 4 (the backbone's tokenizer is not on this machine)")
     lines += ["", f"{'stage':<12} {'sequences/prompts':>18} {'tokens':>14} {unit:>10}{per_thread}"]
@@ -193,8 +217,7 @@ def report(profile, names, seeds, groups, prices, rows, measured) -> str:
             u, t, s = by_stage[stage]
             units = f"{len(groups)} groups" if stage == "setup" else f"{u:,.0f}"
             lines.append(f"{stage:<12} {units:>18} {t:>14,.0f} {_hours(s):>10}")
-    total = sum(r["seconds"] for r in rows)
-    lines.append(f"{'total':<12} {'':>18} {sum(r['tokens'] for r in rows):>14,.0f} {_hours(total):>10}")
+    lines.append(f"{'total':<12} {'':>18} {sum(r['tokens'] for r in rows):>14,.0f} {_hours(total):>10} {unit}")
 
     by_rank = defaultdict(float)
     for r in rows:
@@ -210,7 +233,11 @@ def report(profile, names, seeds, groups, prices, rows, measured) -> str:
             cells = len({(r["group"], r["method"]) for r in mine if r["stage"] == "ranking"})
             lines.append(f"{name:<8} {cells:>6} {_hours(sum(r['seconds'] for r in mine)):>10}")
     if measured:
-        lines += [""] + comparison(names, rows, measured)
+        lines.append("")
+        if compared is not None:
+            lines.append(f"the records have no {FIT_REUSED} mark (made before the fit cache: every cell trained its "
+                         f"own fit); compared with a fit per cell")
+        lines += comparison(names, rows if compared is None else compared, measured)
     return "\n".join(lines)
 
 

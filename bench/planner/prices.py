@@ -11,7 +11,15 @@ The FLOPs price (``--tflops``) uses 2N FLOPs per token forward and 6N per traine
 gradients for the frozen matrices), plus 2N with gradient checkpointing (the forward is recomputed in the backward
 pass), N the backbone's parameters; ranking per prompt: likelihood scores the prompt
 and every catalogue title (the unpruned bound), beam and grounding decode `beams x title tokens`. Decoding is memory
-bound on GPUs, so FLOPs prices of ranking are optimistic; they say so.
+bound on GPUs, so FLOPs prices of ranking are optimistic; they say so. SASRec: 3x its forward FLOPs per training
+sample per epoch (`sasrec_flops`), a lower bound (its kernels are far too small to reach the utilisation).
+
+``--tflops`` is the GPU's *peak* dense bf16 throughput; FLOPs run at ``utilisation`` x peak (model FLOPs
+utilisation, MFU). The default is the suite's own measurement (`default_utilisation`, README "The paper profile on
+GPUs"): on one H200, a DPO step of 16 pairs (32 sequences) of 213 tokens at Llama-3.1-8B's shape (N = 8.03e9), LoRA,
+bf16, gradient checkpointing took 0.999 s. By the planner's formula that step is
+32 x 213 x (4 + 2) x 8.03e9 = 3.284e14 FLOPs, i.e. 3.284e14 / 0.999 s = 328.7 TFLOP/s sustained, and
+328.7 / 989 (the H200's bf16 dense peak) = 0.332.
 """
 from __future__ import annotations
 
@@ -22,6 +30,34 @@ from pathlib import Path
 from methods.workload import Work
 
 FIXED_RANKINGS = ("fixed",)
+
+# the H200 check (README "The paper profile on GPUs"; bench/perf/gpu_paper_path.sh) the default utilisation is from
+CHECK_SEQUENCES = 16 * 2         # 16 pairs per step, chosen + 1 rejected
+CHECK_TOKENS = 213               # tokens per sequence (200-token prompt, 12-token title, EOS)
+CHECK_PARAMETERS = 8.03e9        # Llama-3.1-8B
+CHECK_SECONDS = 0.999            # measured seconds per DPO step (LoRA, bf16, gradient checkpointing)
+H200_PEAK_TFLOPS = 989.0         # H100/H200 SXM bf16 dense peak
+A800_PEAK_TFLOPS = 312.0         # A100/A800 bf16 dense peak
+
+
+def training_flops_per_token(params: float, lora: bool, checkpointing: bool) -> float:
+    """6N per trained token (4N with LoRA), + 2N with gradient checkpointing."""
+    return ((4 if lora else 6) + (2 if checkpointing else 0)) * params
+
+
+def default_utilisation() -> float:
+    """The fraction of peak the H200 check sustained: its step's FLOPs by the planner's formula / its seconds /
+    the H200's peak = 32 x 213 x 6 x 8.03e9 / 0.999 / 989e12 = 0.332."""
+    step = CHECK_SEQUENCES * CHECK_TOKENS * training_flops_per_token(CHECK_PARAMETERS, True, True)
+    return step / CHECK_SECONDS / (H200_PEAK_TFLOPS * 1e12)
+
+
+def sasrec_flops(history_len: int, items: int, hidden: int = 32, inner: int = 128, layers: int = 2) -> float:
+    """Training FLOPs of one SASRec sample (methods.sasrec defaults: d 32, feed-forward 128, 2 blocks): forward =
+    per block 2 x (4d^2 + 2 d inner) per position + 4 L^2 d for attention, then the last position's logits over the
+    catalogue (2 d x items, the CE loss); backward twice the forward."""
+    blocks = layers * (2 * (4 * hidden ** 2 + 2 * hidden * inner) * history_len + 4 * history_len ** 2 * hidden)
+    return 3 * (blocks + 2 * hidden * items)
 
 
 class CalibrationError(ValueError):
@@ -112,24 +148,30 @@ class CalibratedPrices:
 @dataclass
 class FlopsPrices:
     params: float                    # backbone parameters N
-    tflops: float                    # sustained TFLOP/s assumed
+    tflops: float                    # the GPU's peak dense TFLOP/s (bf16)
     lora: bool
     checkpointing: bool = False      # gradient checkpointing: one more forward per trained token
     beams: int = 20                  # the beam protocol's beams (= the list length)
+    utilisation: float = field(default_factory=default_utilisation)   # sustained / peak (MFU)
 
     @property
     def source(self) -> str:
         training = ("LoRA" if self.lora else "full fine-tuning") + (", gradient checkpointing" if self.checkpointing
                                                                     else "")
-        return (f"FLOPs at an assumed {self.tflops:g} TFLOP/s for {self.params / 1e9:.2f}B parameters ({training}); "
-                f"uncalibrated: ranking by decoding is memory bound and slower than this")
+        return (f"FLOPs at {self.utilisation:.3f} utilisation of a {self.tflops:g} TFLOP/s peak = "
+                f"{self.sustained:.1f} TFLOP/s sustained per GPU, for {self.params / 1e9:.2f}B parameters "
+                f"({training}); uncalibrated: ranking by decoding is memory bound and slower than this")
+
+    @property
+    def sustained(self) -> float:
+        return self.tflops * self.utilisation
 
     def _s(self, flops: float) -> float:
-        return flops / (self.tflops * 1e12)
+        return flops / (self.sustained * 1e12)
 
     def seconds(self, work: Work, size) -> float:
         seq = size.prompt_tokens + size.title_tokens
-        train = ((4 if self.lora else 6) + (2 if self.checkpointing else 0)) * self.params
+        train = training_flops_per_token(self.params, self.lora, self.checkpointing)
         if work.kind in ("sft_step", "preference_step"):
             return self._s(work.sequences * seq * train)
         if work.kind == "forward":
@@ -137,7 +179,7 @@ class FlopsPrices:
         if work.kind == "top1":
             return self._s(work.count * (size.prompt_tokens + size.title_tokens) * 2 * self.params)
         if work.kind == "sasrec_epoch":
-            return 0.0
+            return self._s(work.sequences * sasrec_flops(size.history_len, size.items))
         raise CalibrationError(f"no price for work of kind {work.kind!r}")
 
     def setup(self, size) -> float:
@@ -145,8 +187,10 @@ class FlopsPrices:
 
     def rank(self, key: str, prompts: int, size) -> float:
         key = key.removesuffix("@base")  # an untrained model's FLOPs are a trained one's
-        if key in FIXED_RANKINGS or key == "sasrec":
+        if key in FIXED_RANKINGS:
             return 0.0
+        if key == "sasrec":            # one forward per history: a third of a training sample's FLOPs
+            return self._s(prompts * sasrec_flops(size.history_len, size.items) / 3)
         if "likelihood" in key:
             tokens = size.prompt_tokens + size.catalogue_tokens
         else:

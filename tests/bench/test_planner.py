@@ -125,12 +125,14 @@ def test_an_uncalibrated_ranking_is_an_error_that_says_how_to_calibrate(table6):
 
 def test_flops_prices_follow_6n_per_trained_token_and_2n_forward(table6):
     size = table6[0].size
-    prices = FlopsPrices(params=1e9, tflops=100.0, lora=False)
+    prices = FlopsPrices(params=1e9, tflops=100.0, lora=False, utilisation=1.0)
     seq = size.prompt_tokens + size.title_tokens
     train = Work("preference", "preference_step", 8, sequences=128, width=2)
     assert prices.seconds(train, size) == pytest.approx(128 * seq * 6e9 / 1e14)
-    assert FlopsPrices(1e9, 100.0, lora=True).seconds(train, size) == pytest.approx(128 * seq * 4e9 / 1e14)
-    assert FlopsPrices(1e9, 100.0, lora=True, checkpointing=True).seconds(train, size) == pytest.approx(128 * seq * 6e9 / 1e14)
+    lora = FlopsPrices(1e9, 100.0, lora=True, utilisation=1.0)
+    assert lora.seconds(train, size) == pytest.approx(128 * seq * 4e9 / 1e14)
+    checkpointed = FlopsPrices(1e9, 100.0, lora=True, checkpointing=True, utilisation=1.0)
+    assert checkpointed.seconds(train, size) == pytest.approx(128 * seq * 6e9 / 1e14)
     assert prices.seconds(Work("reference", "forward", 128, sequences=128), size) == pytest.approx(128 * seq * 2e9 / 1e14)
     assert prices.rank("likelihood", 10, size) == pytest.approx(10 * (size.prompt_tokens + size.catalogue_tokens) * 2e9 / 1e14)
     grounding = 10 * (size.prompt_tokens + 4 * size.title_tokens) * 2e9 / 1e14
