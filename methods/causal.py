@@ -47,6 +47,10 @@ This module implements the equations; every choice is stated here and in `Causal
    dominate the matched distribution; see `PreferenceMethod.chosen_reward`), or `hidden`, the policy's last hidden
    state at the chosen response's EOS. Both carry gradient to the policy and come from the same forward pass.
 7. Total: L_base (adjusted) + lambda * MMD^2 (`mmd_weight`).
+8. The batch (the paper's B of Algorithm 1) is the optimizer step's: with gradient accumulation or several processes
+   the environments, centres, assignments and MMD are computed over every micro-batch of every process at once
+   (`methods.train.whole_step`, exact gradients by gradient caching), never per micro-batch: at the paper profile's
+   16 x 4 accumulation over 8 GPUs a micro-batch holds 2 rows, too few for DBSCAN to find two environments.
 """
 from __future__ import annotations
 
