@@ -147,7 +147,7 @@ class GridRunner:
         `.TAG.XXXX` folder): they never become results, but an 8B model's half-saved folder is large."""
         gone = remove_stale_temporaries(self.results_dir, "*/*/.*.json.*.tmp", records_hours)
         if self.cache_dir is not None:  # an entry's temporaries sit beside it, never inside it
-            for kind in ("sft", "tokenizers", "base"):
+            for kind in ("sft", "tokenizers", "base", "fits"):
                 gone += remove_stale_temporaries(Path(self.cache_dir) / kind, ".*", cache_hours)
         if gone:
             self.log(f"removed {len(gone)} temporaries left by interrupted writers: "

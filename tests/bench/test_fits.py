@@ -144,3 +144,12 @@ def test_a_corrupt_or_partial_entry_is_ignored_and_replaced(tmp_path, damage):
     assert read_entry(entry, first.info["key"])[0] is not None             # replaced by the new fit
     third, _ = fit(method, tmp_path)
     assert method.fits == 2 and third.info["reused"] is True
+
+
+def test_compute_accounting_counts_a_fit_ranked_by_two_protocols_once():
+    from bench.leaderboard.publish import compute_seconds
+    likelihood = {"key": "a", "fit": {"key": "f1", "reused": False}, "fit_seconds": 10.0, "results": {}}
+    grounding = {"key": "b", "fit": {"key": "f1", "reused": True}, "fit_seconds": 10.0, "results": {}}
+    uncached = {"key": "c", "fit": {"key": None, "reused": False}, "fit_seconds": 3.0, "results": {}}
+    older = {"key": "d", "fit_seconds": 2.0, "results": {}}                  # a record from before the fit cache
+    assert compute_seconds([likelihood, grounding, uncached, older])["fit"] == 15
