@@ -22,10 +22,7 @@ def dataset_rows(profile: str, profile_dataset: str, paper_dir=PAPER_DIR) -> lis
     from splits import load_dataset
     from splits.prepared import NotPreparedError
 
-    try:
-        paper = load_table2(paper_dir)
-    except OSError:
-        paper = {}
+    paper = load_table2(paper_dir)  # shipped with the package: a missing file is an error, not an empty column
     rows, seen = [], set()
     for column in OOD:
         name = dataset_for(profile, column, profile_dataset)

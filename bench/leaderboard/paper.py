@@ -2,6 +2,8 @@
 
 Layout: ``dataset, shift, metric, <paper row label>...``, values in % (seconds for Tables 6-7) as printed;
 Table 2 is ``statistic, <dataset>...``. See `leaderboards/paper/README.md` for the transcription notes.
+The folder ships inside the installed package (`leaderboards` package data); a missing file is an error, never
+"no published numbers".
 """
 from __future__ import annotations
 
@@ -9,7 +11,19 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-PAPER_DIR = Path(__file__).resolve().parents[2] / "leaderboards" / "paper"
+from leaderboards import PAPER_DIR
+
+
+class PaperDataMissing(FileNotFoundError):
+    """A published table that should ship with the package is not there (a broken installation or folder)."""
+
+
+def _paper_file(folder: str | Path, file_name: str) -> Path:
+    path = Path(folder) / file_name
+    if not path.is_file():
+        raise PaperDataMissing(f"the paper's published numbers {path} are missing: the installation is incomplete "
+                               f"(reinstall dpo-shift-bench; they ship as package data of `leaderboards`)")
+    return path
 
 
 @dataclass
@@ -28,10 +42,8 @@ class PaperTable:
         return self.cells.get((dataset, shift, metric, label))
 
 
-def load_paper(file_name: str, folder: str | Path = PAPER_DIR) -> PaperTable | None:
-    path = Path(folder) / file_name
-    if not path.exists():
-        return None
+def load_paper(file_name: str, folder: str | Path = PAPER_DIR) -> PaperTable:
+    path = _paper_file(folder, file_name)
     with open(path, newline="") as fh:
         rows = list(csv.reader(fh))
     header, body = rows[0], rows[1:]
@@ -44,6 +56,6 @@ def load_paper(file_name: str, folder: str | Path = PAPER_DIR) -> PaperTable | N
 
 def load_table2(folder: str | Path = PAPER_DIR) -> dict[str, dict[str, int]]:
     """Table 2: statistic -> {paper dataset label: value}."""
-    with open(Path(folder) / "table2.csv", newline="") as fh:
+    with open(_paper_file(folder, "table2.csv"), newline="") as fh:
         rows = list(csv.reader(fh))
     return {r[0]: {d: int(v) for d, v in zip(rows[0][1:], r[1:])} for r in rows[1:]}
