@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -38,6 +39,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 from bench.config import BackboneConfig
 from methods.train import distributed
 from methods.train.cache import save_atomically
+from methods.train.precision import autocast_dtype, resolve_autocast, set_autocast
 
 TINY = {"tiny-llama": "LlamaConfig", "tiny-qwen2": "Qwen2Config", "tiny-qwen3": "Qwen3Config"}
 SPECIALS = ["[PAD]", "[BOS]", "[EOS]", "[UNK]"]
@@ -83,6 +85,8 @@ def load_tokenizer(cfg: BackboneConfig, texts: list[str], cache_dir: Path):
         tok = _from_hub(AutoTokenizer, cfg, cache_dir)
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
+        if cfg.chat_system is not None and getattr(tok, "chat_template", None):
+            tok.chat_template = with_system_turn(tok.chat_template, cfg.chat_system)
         return tok
     digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
     path = cache_dir / "tokenizers" / digest
@@ -90,6 +94,13 @@ def load_tokenizer(cfg: BackboneConfig, texts: list[str], cache_dir: Path):
         save_atomically(train_word_tokenizer(texts), path, valid=lambda p: not _unreadable_tokenizer(p))
     distributed.barrier()
     return AutoTokenizer.from_pretrained(path)
+
+
+def with_system_turn(template: str, system: str) -> str:
+    """`template` (a Jinja chat template) rendering `system` as the system turn of every conversation that has none
+    (`backbone.chat_system`), instead of whatever default system turn the template inserts by itself."""
+    return ("{%- if messages and messages[0]['role'] != 'system' %}{%- set messages = [{'role': 'system', "
+            f"'content': {json.dumps(system)}}}] + messages %}}{{%- endif %}}" + template)
 
 
 def _unreadable_tokenizer(path: Path) -> bool:
@@ -136,8 +147,9 @@ def build_model(cfg: BackboneConfig, tokenizer, seed: int, device: torch.device,
     model.to(device=device, dtype=getattr(torch, cfg.dtype))
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    set_autocast(model, resolve_autocast(cfg.autocast, device))
     if cfg.lora:
-        model = add_lora(model, cfg)
+        model = set_autocast(add_lora(model, cfg), autocast_dtype(model))
     return model
 
 
@@ -145,7 +157,17 @@ def add_lora(model, cfg: BackboneConfig):
     from peft import LoraConfig, get_peft_model
 
     return get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                                            target_modules="all-linear", task_type="CAUSAL_LM"))
+                                            target_modules="all-linear", task_type="CAUSAL_LM",
+                                            **lora_layer_options(cfg, model.config.num_hidden_layers)))
+
+
+def lora_layer_options(cfg: BackboneConfig, num_layers: int) -> dict:
+    """peft options restricting LoRA to the top `backbone.lora_layers` decoder layers (none: every layer)."""
+    if cfg.lora_layers is None or cfg.lora_layers >= num_layers:
+        return {}
+    if cfg.lora_layers < 1:
+        raise BackboneError(f"backbone.lora_layers={cfg.lora_layers}: expected at least 1 (or unset: all layers)")
+    return {"layers_to_transform": list(range(num_layers - cfg.lora_layers, num_layers)), "layers_pattern": "layers"}
 
 
 def load_trained(path: Path, cfg: BackboneConfig, device: torch.device):
@@ -158,10 +180,11 @@ def load_trained(path: Path, cfg: BackboneConfig, device: torch.device):
             base = AutoModelForCausalLM.from_pretrained(named, dtype=getattr(torch, cfg.dtype))
         else:
             base = _from_hub(AutoModelForCausalLM, cfg, None, dtype=getattr(torch, cfg.dtype))
+        set_autocast(base, resolve_autocast(cfg.autocast, device))
         model = PeftModel.from_pretrained(base, path, is_trainable=True)
     else:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, cfg.dtype))
-    return model.to(device)
+    return set_autocast(model.to(device), resolve_autocast(cfg.autocast, device))
 
 
 def _from_hub(cls, cfg: BackboneConfig, cache_dir: Path | None, **kwargs):

