@@ -16,8 +16,8 @@ from collections import defaultdict
 from pathlib import Path
 
 STAGES = ("setup", "sft model", "sft steps", "reference", "preference", "generation", "sasrec", "ranking")
-FIT_REUSED = "fit_reused"  # the record key by which a record made with the pipeline's fit cache says whether its
-                           # fit was reused; records without it were made when every cell trained its own fit
+FIT_ENTRY = "fit"  # a record made with the pipeline's fit cache has this entry (`bench.fits`: key, reused, ...);
+                  # records without it were made when every cell trained its own fit
 BUCKETS = {"sft model": "sft", "sft steps": "fit", "reference": "fit", "preference": "fit", "generation": "fit",
            "sasrec": "fit", "ranking": "ranking"}
 
@@ -167,7 +167,7 @@ def measure(profile: str, groups, results, extra_sets) -> dict:
             if record is None:
                 continue
             cells.add((g.group.id, cell.method))
-            fit_cache = fit_cache or FIT_REUSED in record
+            fit_cache = fit_cache or isinstance(record.get(FIT_ENTRY), dict)
             if record.get("sft_tag"):
                 sft_groups.add(family_id(g.group))
             for table in (*cell_work.tables, "grid"):
@@ -235,8 +235,8 @@ def report(profile, names, seeds, groups, prices, rows, measured, compared=None)
     if measured:
         lines.append("")
         if compared is not None:
-            lines.append(f"the records have no {FIT_REUSED} mark (made before the fit cache: every cell trained its "
-                         f"own fit); compared with a fit per cell")
+            lines.append(f"the records have no '{FIT_ENTRY}' entry (made before the fit cache: every cell trained "
+                         f"its own fit); compared with a fit per cell")
         lines += comparison(names, rows if compared is None else compared, measured)
     return "\n".join(lines)
 

@@ -9,10 +9,13 @@ family (`Group.sft_family`: they differ only in method-level settings) share one
 counted once; work a group's methods share (`Work.shared`,
 the reference log-probs of one pair set) is counted once per group.
 
-A fit is counted once per *fit identity* (`fit_identity`: the cell's config without its ranking settings, and the
-method's settings), as the pipeline's fit cache trains it once: a cell that differs from an earlier one only in
-`ranking.*` (Tables 1g and 5g, Figure 3's default cell) only ranks (`CellWork.reused`); `reuse_fits=False` counts
-every cell's fit (how records made before the fit cache were run).
+A fit is counted once per *fit identity* (`fit_identity`: the cell's config without its ranking settings and the
+test samples' settings, and the method's settings, as `bench.pipeline.fit_identity`), as the pipeline's fit cache
+(`bench.fits`) trains it once: a cell that differs from an earlier one only in `ranking.*` (Tables 1g and 5g,
+Figure 3's default cell) only ranks (`CellWork.reused`). Fits the cache does not keep are counted per cell: those
+that opt out (`Method.fit_cacheable`) and those that wrap the model in their own recommender (`OWN_RECOMMENDER`,
+as listed by `bench.fits`). `reuse_fits=False` counts every cell's fit (how records made before the fit cache were
+run).
 
 A paper dataset that is not prepared (`splits.prepared.NotPreparedError`) is priced from a small stand-in built on
 the fly in a temporary folder (`bench.perf.paper_standins`, the release's items and popularity law, 1/N of its
@@ -42,11 +45,15 @@ from bench.leaderboard.runner import Group, group_cells
 from bench.prompts import encode_completion, encode_prompt, noun_for, render_prompt, uses_chat_template
 from methods.workload import CellSize, Work, sft_work
 from bench.perf import paper_standins
+from bench.pipeline import NOT_FIT_SETTINGS
 from splits import build_split, load_dataset
 from splits.prepared import NotPreparedError
 from splits.samples import build_samples
 
 TOKEN_SAMPLE = 1000
+# methods whose fit returns its own recommender, which the fit cache does not keep (`bench.fits`: SASRec, D3, RW's
+# re-ranking, BIGRec's grounding, the fixed rankers); their fits are counted per cell
+OWN_RECOMMENDER = ("sasrec", "d3", "rw", "bigrec", "mostpop", "random", "oracle-mf")
 STANDIN_RATINGS = 250_000   # ratings of the small stand-in an unprepared paper dataset is priced on (seconds)
 
 
@@ -124,9 +131,11 @@ def grid_work(profile: str, tables: list[str], seeds: list[int], extra_sets: lis
             first.sft_tables = tuple(sorted({*first.sft_tables, *(t for c in group.cells for t in in_tables[c])}))
         for cell, method in zip(group.cells, resolved):
             fit = fit_identity(cell.method, method, cell_config(profile, cell, extra_sets, names))
+            cached = method.fit_cacheable and cell.method not in OWN_RECOMMENDER
             work.cells.append(CellWork(cell.method, method.workload(size.size), method.ranking_key(cfg.ranking),
-                                       tuple(in_tables[cell]), fit, reuse_fits and fit in fits))
-            fits.add(fit)
+                                       tuple(in_tables[cell]), fit, reuse_fits and cached and fit in fits))
+            if cached:
+                fits.add(fit)
         out.append(work)
     fit_tables: dict[str, set] = {}
     for g in out:
@@ -145,9 +154,12 @@ def fits_per_cell(groups: list[GroupWork]) -> list[GroupWork]:
 
 
 def fit_identity(name: str, method, cfg) -> str:
-    """What shaped a cell's fitted model: its run config without the ranking settings (split, SFT model, pairs,
-    seed, ...) and the method's settings, hashed as a record's identity is (`bench.leaderboard.records.identity`)."""
-    config = {k: v for k, v in cfg.to_dict().items() if k != "ranking"}
+    """What shaped a cell's fitted model: its run config without the ranking settings and the test samples'
+    settings (`bench.pipeline.NOT_FIT_SETTINGS`), i.e. split, SFT model, pairs, seed, ..., and the method's
+    settings, hashed as a record's identity is (`bench.leaderboard.records.identity`)."""
+    config = {k: v for k, v in cfg.to_dict().items() if k not in ("ranking", "profile")}
+    for section, keys in NOT_FIT_SETTINGS.items():
+        config[section] = {k: v for k, v in config.get(section, {}).items() if k not in keys}
     return identity(name, dataclasses.asdict(method.config), config)
 
 
@@ -188,11 +200,11 @@ class Standin:
 
 
 @functools.lru_cache(maxsize=None)
-def standin(name: str, log=print, ratings: int = STANDIN_RATINGS) -> Standin:
-    """The stand-in of `name` at 1/N of its release's users and ratings (N = ratings / `ratings`, at least 1) and
-    all its items, written to a temporary folder, read by the real loader, and deleted."""
+def standin(name: str, log=print) -> Standin:
+    """The stand-in of `name` at 1/N of its release's users and ratings (N = its ratings / `STANDIN_RATINGS`, at
+    least 1) and all its items, written to a temporary folder, read by the real loader, and deleted."""
     shape = paper_standins.SHAPES[name]
-    scale = max(1, round(shape.ratings / ratings))
+    scale = max(1, round(shape.ratings / STANDIN_RATINGS))
     with tempfile.TemporaryDirectory(prefix="plan-standin-") as tmp:
         folder = paper_standins.write_standins(Path(tmp), 1 / scale, names=(name,), full_catalogue=True)[name]
         dataset = load_dataset(name, raw_path=str(folder))

@@ -1,5 +1,6 @@
 """The cost planner: methods' declared work, its arithmetic on a known grid, calibration files, measured compute
-from records, and a real (smoke-sized) calibration through the CLI."""
+from records, and a real (smoke-sized) calibration through the CLI; fits counted once, FLOPs at a utilisation,
+SASRec's FLOPs, the Table 6 arithmetic, and unprepared paper datasets priced from stand-ins."""
 from __future__ import annotations
 
 import dataclasses
@@ -12,7 +13,9 @@ import methods
 from bench.cli import main
 from bench.leaderboard.records import cell_config, cell_identity
 from bench.planner.command import family_id, measure, predict, report
-from bench.planner.prices import CalibratedPrices, Calibration, CalibrationError, FlopsPrices
+from bench.planner.prices import (CalibratedPrices, Calibration, CalibrationError, FlopsPrices, default_utilisation,
+                                  sasrec_flops)
+from bench.planner.table6 import epoch_seconds, table6_rows
 from bench.planner.workload import grid_work
 from methods.train.config import PreferenceConfig, SFTConfig
 from methods.workload import CellSize, Work
@@ -211,3 +214,89 @@ def test_declared_work_is_what_fit_does(tmp_path):
             assert stats["optimizer_steps"] == sum(w.count for w in steps)
         else:
             assert len(steps) == 2 and stats["pairs"] <= sum(w.sequences for w in steps) / 2
+
+
+def test_a_fit_is_counted_once_and_a_cell_that_differs_only_in_ranking_only_ranks(tmp_path):
+    """Figure 3's `negatives=1` cell is the default causaldpo cell: one fit, two rankings; without reuse, two fits."""
+    once = grid_work("smoke", ["fig3"], [0], [], tmp_path, log=lambda m: None)
+    each = grid_work("smoke", ["fig3"], [0], [], tmp_path, log=lambda m: None, reuse_fits=False)
+    reused = [(g, c) for g in once for c in g.cells if c.reused]
+    assert [c.method for _, c in reused] == ["causaldpo"] and not any(c.reused for g in each for c in g.cells)
+    (group, cell), = reused
+    assert cell.work and all(method != cell.method for _, method in group.units())    # declared, not charged
+    prices = CalibratedPrices(round_calibration(once[0].size))
+    rows_once, rows_each = predict(once, prices), predict(each, prices)
+
+    def seconds(rows, stage):
+        return sum(r["seconds"] for r in rows if r["stage"] == stage)
+    assert seconds(rows_once, "ranking") == seconds(rows_each, "ranking")             # ranking still per cell
+    assert seconds(rows_once, "preference") < seconds(rows_each, "preference")
+    twin = next(c for g in once for c in g.cells if c.fit == cell.fit and not c.reused)
+    assert twin.fit_tables == ("fig3",)
+
+
+def test_fits_the_cache_does_not_keep_are_counted_per_cell(tmp_path):
+    """Table 1g ranks Table 1's models with grounding: DPO's fit is reused, RW's (its own re-ranker) is not."""
+    groups = grid_work("smoke", ["table1", "table1g"], [0], ["data.shift=temporal"], tmp_path, log=lambda m: None)
+    cells = [(c.method, c.tables, c.reused) for g in groups for c in g.cells]
+    assert ("dpo", ("table1g",), True) in cells and ("dpo", ("table1",), False) in cells
+    assert ("rw", ("table1g",), False) in cells
+
+
+def test_utilisation_scales_flops_hours_as_one_over_u(table6):
+    size = table6[0].size
+    train = Work("preference", "preference_step", 8, sequences=128, width=2)
+    full = FlopsPrices(1e9, 100.0, lora=True, utilisation=1.0).seconds(train, size)
+    assert FlopsPrices(1e9, 100.0, lora=True, utilisation=0.25).seconds(train, size) == pytest.approx(4 * full)
+    # the default: the H200 check's step (32 x 213 tokens at 6 x 8.03e9 FLOPs) / 0.999 s / 989 TFLOP/s
+    assert default_utilisation() == pytest.approx(32 * 213 * 6 * 8.03e9 / 0.999 / 989e12)
+    assert 0.33 < default_utilisation() < 0.34
+    assert "0.332 utilisation of a 989 TFLOP/s peak" in FlopsPrices(1e9, 989.0, lora=True).source
+
+
+def test_sasrec_has_a_flops_price(table6):
+    size = table6[0].size
+    prices = FlopsPrices(1e9, 100.0, lora=True, utilisation=1.0)
+    epochs = Work("sasrec", "sasrec_epoch", 30, sequences=30 * 1000)
+    seconds = prices.seconds(epochs, size)
+    assert seconds > 0 and seconds == pytest.approx(30 * 1000 * sasrec_flops(size.history_len, size.items) / 1e14)
+    assert sasrec_flops(10, 2000) > sasrec_flops(10, 1000) > 0          # the catalogue's logits
+    assert prices.rank("sasrec", 10, size) > 0
+
+
+def test_table6_arithmetic():
+    """1,000 pairs of 2 sequences of 100 tokens at 6N (LoRA 4N + checkpointing 2N), N = 1e9: 1.2e15 FLOPs; on 8 GPUs
+    of 300 TFLOP/s at 0.5 utilisation: 1.2e15 / 1.2e15 = 1 s; full fine-tuning (8N) with the reference on the fly
+    (+2N): 10N, 2 s."""
+    assert epoch_seconds(1000, 1, 100.0, 1e9, True, True, 8, 300.0, 0.5) == pytest.approx(1.0)
+    assert epoch_seconds(1000, 1, 100.0, 1e9, False, True, 8, 300.0, 0.5, reference_on_the_fly=True) == \
+        pytest.approx(10 / 6)
+    rows = dict(table6_rows(1000, 1, 100.0, 1e9, 0.5))
+    assert rows["LoRA, reference cached (the suite's recipe)"] == pytest.approx(1.2e15 / (8 * 312e12 * 0.5))
+
+
+def test_an_unprepared_paper_dataset_is_priced_from_a_stand_in_with_a_notice(tmp_path, monkeypatch, capsys):
+    """Book-Crossing not prepared: a 1/20 stand-in in a temp folder, its counts x 20, nothing in the data folder."""
+    import bench.planner.workload as workload
+
+    data = tmp_path / "data"
+    data.mkdir()
+    monkeypatch.setenv("BENCH_DATA_DIR", str(data))
+    monkeypatch.setattr(workload, "STANDIN_RATINGS", 1_149_780 // 20)
+    sets = ["data.dataset=book-crossing", "data.max_train_samples=null", "data.max_eval_samples=null"]
+    (group,) = grid_work("smoke", ["table6"], [0], sets, tmp_path / "cache", log=lambda m: None)
+    small = workload.standin("book-crossing", log=lambda m: None)
+    assert small.scale == 20 and list(data.iterdir()) == []
+    size = group.size
+    assert size.standin.startswith("book-crossing: not prepared; priced from stand-ins at 1/20 scale, extrapolated "
+                                   "to the release's totals")
+    assert size.size.train_samples % 20 == 0 and size.eval_prompts % 20 == 0
+    assert len(small.dataset.items) < size.items < 271_379     # more kept items at full size, never the release's all
+    assert main(["plan", "--profile", "smoke", "--tables", "6", "--tflops", "989", "--params", "1e9", "--cache",
+                 str(tmp_path / "cache"),
+                 "--results", str(tmp_path / "none"), *(a for s in sets for a in ("--set", s))]) == 0
+    out = capsys.readouterr().out
+    header = out.split("\n\n")[0].splitlines()
+    assert sum("not prepared; priced from stand-ins at 1/20 scale" in line for line in out.splitlines()) == 1
+    assert any(line.startswith("total: ") and "GPU-hours" in line for line in header)
+    assert "0.332 utilisation" in out and list(data.iterdir()) == []
