@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from methods.train.precision import native_bf16_cpu
 from splits.permissions import honour_umask
 
 PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "tokenizers", "scikit-learn",
@@ -70,7 +71,9 @@ def read_records(results_dir: str | Path) -> list[dict]:
     return records
 
 
-def environment(device) -> dict:
+def environment(device, autocast: str | None = None) -> dict:
+    """Where a record was computed: versions, machine, CPU kernels, device, git state; `autocast`: the run's resolved
+    mixed precision ("bf16" or "off", `methods.train.precision`), None where the caller does not say."""
     versions = {}
     for name in PACKAGES:
         try:
@@ -80,7 +83,7 @@ def environment(device) -> dict:
     return {"versions": versions, "python": platform.python_version(), "machine": platform.machine(),
             "cpu_model": cpu_model(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "cpu_kernels": cpu_kernels(), "device": device_name(device), "git_commit": GIT_COMMIT,
-            "git_dirty": GIT_DIRTY, "world_size": int(os.environ.get("WORLD_SIZE", "1"))}
+            "git_dirty": GIT_DIRTY, "world_size": int(os.environ.get("WORLD_SIZE", "1")), "autocast": autocast}
 
 
 def device_name(device) -> str:
@@ -106,7 +109,7 @@ def cpu_kernels() -> dict:
     blas = [part.split("=", 1)[1] for part in torch.__config__.show().replace(",", " ").split()
             if part.startswith("BLAS_INFO=")]
     return {"capability": torch.backends.cpu.get_cpu_capability(), "blas": blas[0] if blas else None,
-            "onednn": torch.backends.mkldnn.is_available()}
+            "onednn": torch.backends.mkldnn.is_available(), "native_bf16": native_bf16_cpu()}
 
 
 def _git(*args: str) -> str | None:

@@ -13,6 +13,9 @@ class SFTConfig:
     grad_accum: int = field(default=1, metadata={"help": "gradient accumulation steps"})
     warmup_ratio: float = field(default=0.05, metadata={"help": "linear warm-up fraction"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    group_by_length: bool = field(default=False, metadata={
+        "help": "batches of samples of similar length (seeded, every sample once per epoch), so little of a step is "
+                "padding; off: a plain seeded shuffle"})
 
 
 @dataclass

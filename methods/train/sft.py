@@ -9,6 +9,8 @@ left-padded so every completion ends in the last column and the LM head runs on 
 log-prob kernel computes the LM head for every prompt position) and lighter on memory for 128k-token vocabularies.
 The SFT model of a (dataset, shift, split seed, training seed, backbone, SFT config, split fingerprint) cell is
 trained once, saved atomically under the cache, and every method of the cell starts from a fresh copy of it.
+With `sft.group_by_length` the batches hold samples of similar length (`methods.train.batching`: every sample once
+per epoch, little padding); off, TRL's seeded shuffle.
 
 Per-sample weights (RW / IFairLRS, `methods.rw`): `run_sft(..., weights=w)` adds a `weights` column that the
 collator passes through, and the loss becomes ``(1/B) sum_i w_i * CE_i`` with CE_i the mean NLL over sample i's
@@ -29,6 +31,7 @@ from trl import SFTConfig as TRLSFTConfig
 from trl import SFTTrainer
 
 from methods.train import distributed
+from methods.train.batching import LengthGroupedSampler
 from methods.train.cache import save_atomically
 from methods.train.loop import EpochTimer, training_arguments
 from methods.train.sequences import completion_logps, left_padded
@@ -76,7 +79,17 @@ class CompletionCollator:
 
 class CompletionSFTTrainer(SFTTrainer):
     """TRL's SFTTrainer with the completion-only NLL computed on the completion positions only (optionally
-    per-sample weighted, see `completion_loss`)."""
+    per-sample weighted, see `completion_loss`); with `lengths` (one per sample), batches are length-grouped
+    (`methods.train.batching`)."""
+
+    def __init__(self, *args, lengths: list[int] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lengths = lengths
+
+    def _get_train_sampler(self, train_dataset=None):
+        if self.lengths is None:
+            return super()._get_train_sampler(train_dataset)
+        return LengthGroupedSampler(self.lengths, self.args.train_batch_size, seed=self.args.seed)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         logps, _, _ = completion_logps(model, inputs["input_ids"], inputs["attention_mask"], inputs["position_ids"],
@@ -90,25 +103,29 @@ class CompletionSFTTrainer(SFTTrainer):
 def sft_trainer(model, tokenizer, prompts: list[list[int]], completions: list[list[int]], output_dir: str,
                 epochs: float, learning_rate: float, batch_size: int, seed: int, device, grad_accum: int = 1,
                 warmup: float = 0.05, weight_decay: float = 0.0, dtype: str = "float32",
-                weights: list[float] | None = None, callbacks: list | None = None) -> CompletionSFTTrainer:
+                weights: list[float] | None = None, callbacks: list | None = None,
+                group_by_length: bool = False) -> CompletionSFTTrainer:
     """The SFT trainer of `run_sft`, its dataset prepared by TRL (labels -100 on the prompt), not yet trained."""
     args = TRLSFTConfig(**training_arguments(output_dir, epochs, batch_size, grad_accum, learning_rate, warmup, seed,
                                              device, dtype=dtype, weight_decay=weight_decay),
                         completion_only_loss=True, max_length=None, dataset_num_proc=None, packing=False)
     return CompletionSFTTrainer(model=model, args=args, train_dataset=sft_dataset(prompts, completions, weights),
                                 processing_class=tokenizer, data_collator=CompletionCollator(tokenizer.pad_token_id),
-                                callbacks=callbacks)
+                                callbacks=callbacks, lengths=[len(p) + len(c) for p, c in zip(prompts, completions)]
+                                if group_by_length else None)
 
 
 def run_sft(model, tokenizer, prompts: list[list[int]], completions: list[list[int]], epochs: float,
             learning_rate: float, batch_size: int, seed: int, device, grad_accum: int = 1, warmup: float = 0.05,
-            weight_decay: float = 0.0, dtype: str = "float32", weights: list[float] | None = None):
+            weight_decay: float = 0.0, dtype: str = "float32", weights: list[float] | None = None,
+            group_by_length: bool = False):
     """Train `model` in place with TRL's SFTTrainer; returns (model, seconds per epoch). `weights`: one loss weight
-    per sample (None: the unweighted token-mean loss)."""
+    per sample (None: the unweighted token-mean loss); `group_by_length`: length-grouped batches."""
     with tempfile.TemporaryDirectory() as out:
         timer = EpochTimer()
         trainer = sft_trainer(model, tokenizer, prompts, completions, out, epochs, learning_rate, batch_size, seed,
-                              device, grad_accum, warmup, weight_decay, dtype, weights, callbacks=[timer])
+                              device, grad_accum, warmup, weight_decay, dtype, weights, callbacks=[timer],
+                              group_by_length=group_by_length)
         trainer.train()
     return trainer.model, timer.seconds_per_epoch(epochs)
 
@@ -149,7 +166,7 @@ def cached_sft(path: Path, build_model, tokenizer, prompts, completions, cfg, se
     start = time.perf_counter()
     model, seconds = run_sft(build_model(), tokenizer, prompts, completions, cfg.epochs, cfg.learning_rate,
                              cfg.batch_size, seed, device, cfg.grad_accum, cfg.warmup_ratio, cfg.weight_decay, dtype,
-                             weights)
+                             weights, getattr(cfg, "group_by_length", False))
     stats = {"seconds_per_epoch": seconds, "train_seconds": time.perf_counter() - start, "samples": len(prompts),
              "torch_threads": torch.get_num_threads()}  # CPU float sums, hence the weights, depend on it
 
