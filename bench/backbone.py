@@ -157,17 +157,22 @@ def add_lora(model, cfg: BackboneConfig):
     from peft import LoraConfig, get_peft_model
 
     return get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                                            target_modules="all-linear", task_type="CAUSAL_LM",
-                                            **lora_layer_options(cfg, model.config.num_hidden_layers)))
+                                            task_type="CAUSAL_LM", **lora_targets(cfg, model)))
 
 
-def lora_layer_options(cfg: BackboneConfig, num_layers: int) -> dict:
-    """peft options restricting LoRA to the top `backbone.lora_layers` decoder layers (none: every layer)."""
+def lora_targets(cfg: BackboneConfig, model) -> dict:
+    """peft's target options: every linear layer but the LM head ("all-linear"), or with `backbone.lora_layers` = N
+    those of the top N decoder layers only (peft's `layers_to_transform`, which needs the modules by name)."""
+    num_layers = model.config.num_hidden_layers
     if cfg.lora_layers is None or cfg.lora_layers >= num_layers:
-        return {}
+        return {"target_modules": "all-linear"}
     if cfg.lora_layers < 1:
         raise BackboneError(f"backbone.lora_layers={cfg.lora_layers}: expected at least 1 (or unset: all layers)")
-    return {"layers_to_transform": list(range(num_layers - cfg.lora_layers, num_layers)), "layers_pattern": "layers"}
+    head = model.get_output_embeddings()
+    names = sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                    if isinstance(module, torch.nn.Linear) and module is not head})
+    return {"target_modules": names, "layers_to_transform": list(range(num_layers - cfg.lora_layers, num_layers)),
+            "layers_pattern": "layers"}
 
 
 def load_trained(path: Path, cfg: BackboneConfig, device: torch.device):

@@ -76,7 +76,8 @@ class BackboneConfig:
     chat_system: str | None = field(default=None, metadata={
         "help": "chat template only: the system turn of every prompt (None: whatever the template inserts by "
                 "itself, e.g. SmolLM2's 'You are a helpful AI assistant named SmolLM, trained by Hugging Face', "
-                "16 tokens more per sequence than '', an empty system turn). The same text in SFT, preference and ranking"})
+                "16 tokens more per sequence than '', an empty system turn). The same text in SFT, preference and "
+                "ranking"})
 
 
 @dataclass

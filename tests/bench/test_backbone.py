@@ -82,3 +82,42 @@ def test_a_tiny_lora_model_saves_its_base_and_reloads_identically(tmp_path):
     model.eval(), again.eval()
     assert torch.allclose(model(input_ids=ids).logits, again(input_ids=ids).logits, atol=1e-6)
     assert any(p.requires_grad for n, p in again.named_parameters() if "lora_" in n)
+
+
+def test_lora_layers_adapts_and_trains_only_the_top_layers(tmp_path):
+    from methods.train.sequences import completion_logps, left_padded
+
+    cfg = BackboneConfig(name="tiny-llama", hidden_size=16, num_layers=3, num_heads=2, intermediate_size=32,
+                         lora=True, lora_r=2, lora_layers=1)
+    tok = load_tokenizer(cfg, TEXTS, tmp_path)
+    model = build_model(cfg, tok, 0, "cpu", tmp_path)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(".layers.2." in n and "lora_" in n for n in trainable)
+    every = build_model(BackboneConfig(**{**cfg.__dict__, "lora_layers": None}), tok, 0, "cpu", tmp_path)
+    every_trainable = {n for n, p in every.named_parameters() if p.requires_grad}
+    assert len(every_trainable) == 3 * len(trainable) and trainable < every_trainable   # the same modules, 3 layers
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    ids = [encode_prompt(tok, t) for t in TEXTS[:3]]
+    logps = completion_logps(model, *left_padded(ids, [encode_completion(tok, "Toy Story (1995)")] * 3,
+                                                 tok.pad_token_id, "cpu"))[0]
+    (-logps.sum()).backward()
+    torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1).step()
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert changed and changed <= trainable and all(".layers.2." in n for n in changed)
+    with pytest.raises(BackboneError, match="lora_layers"):
+        build_model(BackboneConfig(**{**cfg.__dict__, "lora_layers": 0}), tok, 0, "cpu", tmp_path)
+
+
+def test_chat_system_replaces_the_templates_default_system_turn():
+    from bench.backbone import with_system_turn
+
+    template = ("{% for m in messages %}{% if loop.first and messages[0]['role'] != 'system' %}<sys>Default "
+                "assistant</sys>{% endif %}<{{ m['role'] }}>{{ m['content'] }}</{{ m['role'] }}>{% endfor %}")
+    from jinja2 import Template
+    user = [{"role": "user", "content": "hi"}]
+    assert Template(template).render(messages=user) == "<sys>Default assistant</sys><user>hi</user>"
+    assert Template(with_system_turn(template, "")).render(messages=user) == "<system></system><user>hi</user>"
+    assert Template(with_system_turn(template, 'Be "brief"')).render(messages=user) == \
+        '<system>Be "brief"</system><user>hi</user>'
+    own = [{"role": "system", "content": "mine"}] + user
+    assert Template(with_system_turn(template, "")).render(messages=own) == "<system>mine</system><user>hi</user>"
