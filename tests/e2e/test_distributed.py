@@ -213,9 +213,10 @@ def test_a_deterministic_ranking_is_gathered_back_in_sample_order(launched, meth
 @pytest.mark.slow
 def test_causaldpo_under_two_processes_has_multi_environment_steps_to_sync(launched):
     """The projection g only gets a gradient on a step with >= 2 pseudo-environments; some steps of the launched run
-    have two (on rank 0, whose statistics the record carries), so `SyncRegularizerGradients` averaged a real
-    gradient there (it runs `mean_gradients` on every step, with zeros for a rank whose step had one environment)."""
+    have two, so `SyncRegularizerGradients` averaged a real gradient there. Every process clusters the whole step's
+    16 rows (`methods.train.whole_step`), not its own 8."""
     single, parallel, _ = launched
     for records in (single, parallel):
         stats = _by_method(records)["causaldpo"]["method_stats"]
         assert stats["single_env_fraction"] < 1.0 and stats["mean_envs"] > 1.0, stats
+        assert stats["clustered_per_step"] == 16.0
