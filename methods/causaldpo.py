@@ -24,7 +24,7 @@ import dataclasses
 from methods.base import MethodContext, Paper, register
 from methods.dpo import DPO
 from methods.preference import optimizer_steps, with_causal
-from methods.sprec import round_budget, self_play_round, self_play_workload
+from methods.sprec import round_budget, self_play, self_play_workload
 from methods.workload import CellSize, Work
 
 CausalDPO = register(with_causal(
@@ -61,21 +61,16 @@ class CausalDPOSelfPlay(CausalDPO):
         per_round = round_budget(ctx.preference.max_pairs, len(ctx.train.targets), cfg.iterations,
                                  cfg.pairs_per_iteration)
         model = self.train(ctx, max_pairs=per_round)
-        kept, steps = [], []
 
         def step(m, pairs, ref):
             m, seconds, history = self.train_pairs(ctx, m, pairs, ref)
             return m, seconds, optimizer_steps(history, ctx.preference)
 
-        for round_ in range(1, cfg.iterations):
-            played = self_play_round(ctx, model, round_, cfg.iterations, per_round, cfg.sft_epochs, step,
-                                     f"{ctx.sft_tag}/causaldpo-selfplay/seed{ctx.seed}/round{round_}/{cfg}")
-            model = played.model
-            kept.append(played.pairs)
-            steps.append(played.steps)
-        ctx.stats["self_play_pairs_per_round"] = kept
-        ctx.stats["pairs"] += int(sum(kept))                   # all rounds together: the run's budget
-        ctx.stats["optimizer_steps"] += int(sum(steps))
+        model, rounds = self_play(ctx, model, range(1, cfg.iterations), cfg.iterations, per_round, cfg.sft_epochs,
+                                  step, f"{ctx.sft_tag}/causaldpo-selfplay/seed{ctx.seed}", cfg)
+        ctx.stats["self_play_pairs_per_round"] = [r.pairs for r in rounds]
+        ctx.stats["pairs"] += int(sum(r.pairs for r in rounds))     # all rounds together: the run's budget
+        ctx.stats["optimizer_steps"] += int(sum(r.steps for r in rounds))
         ctx.stats["projection"] = self.projection(ctx, model)  # the final model, the last round's regularizer
         return ctx.recommender(model)
 

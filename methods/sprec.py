@@ -59,20 +59,14 @@ class SPRec(Method):
             return model, seconds, optimizer_steps(history, pref)
 
         per_round = round_budget(pref.max_pairs, len(ctx.train.targets), cfg.iterations, cfg.pairs_per_iteration)
-        dpo_seconds, sft_seconds, kept, steps, sft_samples = [], [], [], [], []
-        for round_ in range(cfg.iterations):
-            played = self_play_round(ctx, model, round_, cfg.iterations, per_round, cfg.sft_epochs, dpo_step,
-                                     f"{ctx.sft_tag}/sprec/seed{ctx.seed}/round{round_}/{cfg}")
-            model = played.model
-            sft_seconds.append(played.sft_seconds)
-            kept.append(played.pairs)
-            steps.append(played.steps)
-            sft_samples.append(played.drawn)
-            if played.seconds is not None:
-                dpo_seconds.append(played.seconds)
+        model, rounds = self_play(ctx, model, range(cfg.iterations), cfg.iterations, per_round, cfg.sft_epochs,
+                                  dpo_step, f"{ctx.sft_tag}/sprec/seed{ctx.seed}", cfg)
+        dpo_seconds = [r.seconds for r in rounds if r.seconds is not None]
         ctx.stats.update(seconds_per_epoch=float(np.median(dpo_seconds)) if dpo_seconds else float("nan"),
-                         sft_step_seconds_per_epoch=float(np.median(sft_seconds)), pairs_per_round=kept,
-                         pairs=int(sum(kept)), optimizer_steps=int(sum(steps)), sft_step_samples=sft_samples)
+                         sft_step_seconds_per_epoch=float(np.median([r.sft_seconds for r in rounds])),
+                         pairs_per_round=[r.pairs for r in rounds], pairs=int(sum(r.pairs for r in rounds)),
+                         optimizer_steps=int(sum(r.steps for r in rounds)),
+                         sft_step_samples=[r.drawn for r in rounds])
         return ctx.recommender(model)
 
     def workload(self, size: CellSize) -> list[Work]:
@@ -113,6 +107,20 @@ class SelfPlay:
     pairs: int                     # preference pairs trained on
     steps: int                     # optimizer steps of the preference step
     drawn: int                     # samples drawn (predicted, then the SFT step's samples)
+
+
+def self_play(ctx: MethodContext, model, rounds: range, total: int, pairs_wanted: int, sft_epochs: float,
+              preference_step, tag: str, config) -> tuple[object, list[SelfPlay]]:
+    """The self-play loop of SPRec and `causaldpo-selfplay`: `self_play_round` for each round of `rounds` (of
+    `total`), each continuing from the last one's model; the reference log-probs of a round are cached under
+    `tag/round<i>/<config>`. Returns the final model and every round's outcome."""
+    played = []
+    for round_ in rounds:
+        outcome = self_play_round(ctx, model, round_, total, pairs_wanted, sft_epochs, preference_step,
+                                  f"{tag}/round{round_}/{config}")
+        model = outcome.model
+        played.append(outcome)
+    return model, played
 
 
 def self_play_round(ctx: MethodContext, model, round_: int, rounds: int, pairs_wanted: int, sft_epochs: float,
