@@ -99,3 +99,24 @@ def test_paper_standins_are_read_by_the_real_loaders_and_planned(tmp_path, monke
     assert "tokens: estimated as characters / 4" in out and "prices: FLOPs" in out
     for table in ("table1", "table3", "table4", "table5"):
         assert re.search(rf"^{table}\s+\d+\s+\d", out, re.M), out
+
+
+def test_llm_speed_at_tiny_size(capsys, tmp_path):
+    """Every stage's rows (options off vs on) come out with positive rates, next to the matmul probe."""
+    from bench.perf import llm_speed
+
+    assert llm_speed.main(["--backbone", "tiny-llama", "--batch", "2", "--steps", "1", "--prompts", "2", "--items",
+                           "20", "--beams", "2", "--seconds", "0.05", "--cache", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"fp32 [\d.]+ GFLOP/s, bf16 [\d.]+ GFLOP/s", out), out
+    sft, preference, ranking = [table_rows(part) for part in out.split("## ")[1:]]
+    assert [row[0] for row in sft] == ["fp32, LM head on every position (baseline)",
+                                       "+ LM head only where the loss reads it", "+ bf16 autocast",
+                                       "+ length-grouped batches", "+ LoRA on the top 2 of 2 layers only"]
+    assert len(preference) == 4                   # no length grouping in the preference trainer yet
+    assert [row[0] for row in ranking] == [stage for stage in ("reference pass", "grounding", "likelihood", "beam")
+                                           for _ in range(2)]
+    for row in sft + preference:
+        assert all(positive(cell) for cell in row[1:4]) and positive(row[5]) and positive(row[6].split()[0])
+    for row in ranking:
+        assert all(positive(cell) for cell in row[2:])
