@@ -66,6 +66,12 @@ def group_weights(history_groups: np.ndarray, target_groups: np.ndarray, n_group
     return weights, hist_share, tgt_share
 
 
+def weights_line(weights: np.ndarray) -> str:
+    """The group weights as the log prints them; a group with no training target needs no weight and says so."""
+    return ", ".join(f"G{g + 1} {w:.3f}" if np.isfinite(w) else f"G{g + 1} none (no training target)"
+                     for g, w in enumerate(weights))
+
+
 def rerank(candidates: np.ndarray, groups: np.ndarray, history_share: np.ndarray, lam: float, k: int) -> np.ndarray:
     """Greedy calibrated re-ranking (module docstring) of (n, N) candidate positions (-1 = none) into (n, k)."""
     candidates = np.asarray(candidates, dtype=np.int64)
@@ -127,8 +133,7 @@ class RW(Method):
         sft = dataclasses.replace(sft, epochs=sft.epochs if cfg.epochs is None else cfg.epochs,
                                   learning_rate=sft.learning_rate if cfg.learning_rate is None else cfg.learning_rate)
         model = ctx.load_base_model()
-        ctx.log("rw: group weights " + ", ".join(f"G{g + 1} {w:.3f}" for g, w in enumerate(weights))
-                + f"; weighted SFT from the base model, {sft.epochs} epochs at lr {sft.learning_rate}")
+        ctx.log(f"rw: group weights {weights_line(weights)}; weighted SFT from the base model, {sft.epochs} epochs at lr {sft.learning_rate}")
         model, seconds = ctx.sft_step(model, ctx.train.prompts, ctx.train.targets, sft.epochs, sft.learning_rate,
                                       weights=sample_weights.tolist())
         ctx.stats.update(seconds_per_epoch=seconds, group_weights=_none_for_nan(weights),

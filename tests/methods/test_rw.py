@@ -9,7 +9,7 @@ import torch
 
 import methods
 from methods.ranking import Catalogue, rank
-from methods.rw import group_weights, rerank  # importing methods.rw also registers `rw`
+from methods.rw import group_weights, rerank, weights_line  # importing methods.rw also registers `rw`
 from methods.train.config import SFTConfig
 from methods.train.sequences import completion_logps
 from methods.train.sft import CompletionCollator, completion_loss, run_sft
@@ -26,6 +26,8 @@ def test_group_weights_match_the_formula():
     np.testing.assert_allclose(tgt_share, [0.5, 0.25, 0.25, 0.0])
     np.testing.assert_allclose(weights[:3], [0.6 / 0.5, 0.3 / 0.25, 0.1 / 0.25])
     assert np.isnan(weights[3])                                   # no target in G4: no weight
+    line = weights_line(weights)                                  # and the log says so rather than printing nan
+    assert "nan" not in line and "G4 none (no training target)" in line and line.startswith("G1 ")
     assert np.isclose(weights[target].mean(), 1.0)                # the mean sample weight is 1
 
 
