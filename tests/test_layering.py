@@ -1,6 +1,6 @@
-"""The layers of the README (section "Layout") hold: `splits` <- `methods` <- `bench`. No module imports a higher layer, not even inside
-a function, and no modules import each other in a cycle. The scan reads every import statement of every module (AST),
-so an import hidden in a function body counts like any other."""
+"""The layers of the README (section "Layout") hold: `splits` <- `methods` <- `bench`. No module imports a higher
+layer, not even inside a function, and no modules import each other in a cycle. The scan reads every import statement
+of every module (AST), so an import hidden in a function body counts like any other."""
 from __future__ import annotations
 
 import ast
