@@ -75,10 +75,12 @@ class CausalConfig:
         "help": "DBSCAN eps = this quantile of the distance to the (min_samples-1)-th nearest neighbour"})
     temperature: float = field(default=0.1, metadata={"help": "tau of the soft assignment (Eq. 8)"})
     normalize: bool = field(default=True, metadata={"help": "L2-normalise z = g(h) before clustering"})
-    mmd_target: str = field(default="reward", metadata={"help": "reward (chosen implicit reward) or hidden"})
+    mmd_target: str = field(default="reward", metadata={"help": "reward (chosen implicit reward) or hidden",
+                                                         "choices": ("reward", "hidden")})
     assignment: str = field(default="joint", metadata={
         "help": "gradient through the soft assignments: joint (g and the policy minimise the loss), detached (p "
-                "constant), adversarial (g maximises the MMD the policy minimises)"})
+                "constant), adversarial (g maximises the MMD the policy minimises)",
+        "choices": ("joint", "detached", "adversarial")})
 
 
 def dbscan_labels(z: np.ndarray, min_samples: int, eps_quantile: float) -> np.ndarray:
