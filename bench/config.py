@@ -69,8 +69,8 @@ class BackboneConfig:
         "help": "LoRA on the top N decoder layers only (the N nearest the LM head; None: every layer). Backward "
                 "then stops at the lowest adapted layer, so a step costs about (1 + 2N/L)/3 of a full one for L "
                 "layers (SmolLM2, N 10 of 30: 1.5x faster than all layers in bf16 on a 2-core CPU)"})
-    autocast: str = field(default="off", metadata={
-        "help": "mixed precision of every forward (training, reference passes, ranking): off (fp32), bf16, or "
+    autocast: str = field(default="fp32", metadata={
+        "help": "mixed precision of every forward (training, reference passes, ranking): fp32 (none), bf16, or "
                 "auto (bf16 on a GPU or a CPU with native bf16 matmuls, AVX512-BF16/AMX; fp32 elsewhere). Weights "
                 "and losses stay fp32; records keep the resolved value (environment.autocast)"})
     chat_system: str | None = field(default=None, metadata={

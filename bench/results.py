@@ -73,7 +73,7 @@ def read_records(results_dir: str | Path) -> list[dict]:
 
 def environment(device, autocast: str | None = None) -> dict:
     """Where a record was computed: versions, machine, CPU kernels, device, git state; `autocast`: the run's resolved
-    mixed precision ("bf16" or "off", `methods.train.precision`), None where the caller does not say."""
+    mixed precision ("bf16" or "fp32", `methods.train.precision`), None where the caller does not say."""
     versions = {}
     for name in PACKAGES:
         try:

@@ -1,9 +1,10 @@
 """Mixed precision for the LLM path: bf16 autocast where the CPU multiplies bf16 matrices natively, fp32 elsewhere.
 
-`backbone.autocast` is one of ``off`` (fp32 everywhere: the default, so tiny's committed records and cache keys
-stay as they were), ``bf16`` (always) or ``auto`` (bf16 on a CUDA device, and on a CPU whose instruction set
-multiplies bf16 matrices natively: AVX512-BF16 or AMX-BF16, read from /proc/cpuinfo, with torch's own SIMD level at
-AVX512 or above; fp32 on any other CPU, where bf16 matmuls are emulated and slower than fp32). `resolve_autocast`
+`backbone.autocast` is one of ``fp32`` (no autocast: the default, so records made before the option keep their
+keys; not ``off``, which YAML and ``--set`` read as false), ``bf16`` (always) or ``auto`` (bf16 on a CUDA device,
+and on a CPU whose instruction set multiplies bf16 matrices natively: AVX512-BF16 or AMX-BF16, read from
+/proc/cpuinfo, with torch's own SIMD level at AVX512 or above; fp32 on any other CPU, where bf16 matmuls are
+emulated and slower than fp32). `resolve_autocast`
 turns the setting into a dtype (or None) for one device.
 
 The harness marks each model it builds with its dtype (`set_autocast`); every forward the benchmark runs (SFT and
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-AUTOCAST_SETTINGS = ("off", "auto", "bf16")
+AUTOCAST_SETTINGS = ("fp32", "auto", "bf16")
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 _ATTRIBUTE = "bench_autocast_dtype"
 
@@ -49,8 +50,10 @@ def native_bf16_cpu(flags: set[str] | None = None, capability: str | None = None
 def resolve_autocast(setting: str, device) -> torch.dtype | None:
     """The autocast dtype of `setting` (see module docstring) on `device`; None: fp32, no autocast."""
     if setting not in AUTOCAST_SETTINGS:
-        raise ValueError(f"backbone.autocast={setting!r}: expected one of {', '.join(AUTOCAST_SETTINGS)}")
-    if setting == "off":
+        raise ValueError(f"backbone.autocast={setting!r}: expected one of {', '.join(AUTOCAST_SETTINGS)}"
+                         + (" (YAML reads off/no/false as a boolean: write fp32)" if setting.lower() in
+                            ("false", "true") else ""))
+    if setting == "fp32":
         return None
     if setting == "bf16" or torch.device(device).type == "cuda" or native_bf16_cpu():
         return torch.bfloat16
@@ -58,8 +61,8 @@ def resolve_autocast(setting: str, device) -> torch.dtype | None:
 
 
 def autocast_name(dtype: torch.dtype | None) -> str:
-    """How a record writes the resolved setting: "bf16" or "off"."""
-    return "off" if dtype is None else str(dtype).removeprefix("torch.").replace("bfloat16", "bf16")
+    """How a record writes the resolved setting: "bf16" or "fp32"."""
+    return "fp32" if dtype is None else str(dtype).removeprefix("torch.").replace("bfloat16", "bf16")
 
 
 def set_autocast(model, dtype: torch.dtype | None):

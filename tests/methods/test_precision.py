@@ -26,13 +26,15 @@ def test_native_bf16_needs_a_bf16_matmul_flag_and_avx512_kernels():
 
 def test_autocast_setting_resolves_per_device(monkeypatch):
     monkeypatch.setattr(precision, "native_bf16_cpu", lambda: False)
-    assert resolve_autocast("off", "cpu") is None and resolve_autocast("auto", "cpu") is None
+    assert resolve_autocast("fp32", "cpu") is None and resolve_autocast("auto", "cpu") is None
     assert resolve_autocast("bf16", "cpu") is torch.bfloat16
     monkeypatch.setattr(precision, "native_bf16_cpu", lambda: True)
-    assert resolve_autocast("auto", "cpu") is torch.bfloat16 and resolve_autocast("off", "cpu") is None
-    assert [autocast_name(d) for d in (None, torch.bfloat16)] == ["off", "bf16"]
-    with pytest.raises(ValueError, match="off, auto, bf16"):
+    assert resolve_autocast("auto", "cpu") is torch.bfloat16 and resolve_autocast("fp32", "cpu") is None
+    assert [autocast_name(d) for d in (None, torch.bfloat16)] == ["fp32", "bf16"]
+    with pytest.raises(ValueError, match="fp32, auto, bf16"):
         resolve_autocast("fp16", "cpu")
+    with pytest.raises(ValueError, match="write fp32"):   # `--set backbone.autocast=off` reads as false
+        resolve_autocast("False", "cpu")
 
 
 def _linear_output_dtypes(model, run) -> set:
