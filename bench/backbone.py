@@ -21,6 +21,12 @@ needs `llm` and `llama-cpp-python`, which the suite does not): its folder is fou
 
 A model id or path is loaded with ``local_files_only=True`` unless ``backbone.allow_download`` is set: nothing is
 downloaded at run time unless the user asked for it, and a missing model is a clear error.
+
+What it costs to train and run: every model built or reloaded here carries its `backbone.autocast` mark
+(`methods.train.precision`: bf16 autocast where the CPU has native bf16 matmuls); LoRA goes on every linear layer
+but the LM head, or with `backbone.lora_layers` = N on the top N decoder layers only (backward then stops there);
+`backbone.chat_system` replaces the system turn a chat template inserts by itself (SmolLM2's costs 16 tokens of
+every sequence) by the given text, in the tokenizer's own template, so every prompt of the run has it.
 """
 from __future__ import annotations
 
