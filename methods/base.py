@@ -13,6 +13,7 @@ from typing import Any, Callable, ClassVar, Protocol
 
 import numpy as np
 
+from methods.hparams import check_choices
 from methods.ranking import Catalogue
 from methods.workload import CellSize, Work, run_ranking_key
 from splits.registry import Registry
@@ -85,6 +86,7 @@ class Method:
 
     def __init__(self, config=None):
         self.config = config if config is not None else self.Config()
+        check_choices(self.config, self.name)  # `resolve` checked them already; a config built by hand too
 
     def fit(self, ctx: MethodContext) -> Recommender:
         raise NotImplementedError

@@ -29,7 +29,6 @@ import numpy as np
 import torch
 
 from methods.base import Method, MethodContext, Paper, register
-from methods.hparams import ConfigError
 from methods.ranking import ProtocolRecommender
 from methods.ranking.grounding import EMBEDDERS, make_embedder
 from methods.workload import run_ranking_key
@@ -42,13 +41,15 @@ class BIGRecConfig:
     max_new_tokens: int | None = field(default=None, metadata={
         "help": "cap on generated tokens (None: the longest title + EOS; BIGRec: 128)"})
     embedder: str = field(default="backbone", metadata={
-        "help": f"grounding embedder: {' or '.join(EMBEDDERS)} (BIGRec: the base backbone's last-token state)"})
+        "help": f"grounding embedder: {' or '.join(EMBEDDERS)} (BIGRec: the base backbone's last-token state)",
+        "choices": EMBEDDERS})
     gamma: float = field(default=0.0, metadata={
         "help": "popularity injection (1 + C_i)^-gamma on min-max normalised distances (0: plain BIGRec)"})
     batch_size: int = field(default=16, metadata={"help": "prompts per generation / grounding batch"})
     protocol: str = field(default="grounding", metadata={
         "help": "grounding: BIGRec's own grounding with the settings above, whatever the run's protocol; run: the "
-                "run's protocol and settings (BIGRec is then the SFT model under that protocol)"})
+                "run's protocol and settings (BIGRec is then the SFT model under that protocol)",
+        "choices": ("grounding", "run")})
 
 
 def popularity_adjust(counts: np.ndarray, gamma: float, device):
@@ -75,8 +76,6 @@ class BIGRec(Method):
 
     def fit(self, ctx: MethodContext):
         cfg, tok = self.config, ctx.tokenizer
-        if cfg.protocol not in ("grounding", "run"):
-            raise ConfigError(f"bigrec.protocol must be grounding or run, got {cfg.protocol!r}")
         if cfg.protocol == "run":
             recommender = ctx.recommender(ctx.load_sft_model())
             ctx.stats.update(protocol=recommender.protocol)

@@ -43,7 +43,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from methods.base import Method, MethodContext, Paper, register
-from methods.hparams import ConfigError
 from methods.ranking import Catalogue, score_all, top_k
 from methods.ranking.d3 import TrieMass, assistant_distribution, d3_rank
 from methods.ranking.grounding import ground_texts
@@ -62,7 +61,8 @@ class D3Config(SASRecConfig):
     protocol: str = field(default="d3", metadata={
         "help": "d3: D3's own decoding (constrained beam + assistant, whatever the run's protocol); run: the run's "
                 "protocol with D3's rule: likelihood = exact g log P_LLM + (1 - g) log P_S over every item, beam = "
-                "D3's decoding, grounding = D3's decoded top-1 grounded by the run's embedder"})
+                "D3's decoding, grounding = D3's decoded top-1 grounded by the run's embedder",
+        "choices": ("d3", "run")})
 
 
 class D3Recommender:
@@ -115,8 +115,6 @@ class D3(Method):
     Config = D3Config
 
     def fit(self, ctx: MethodContext):
-        if self.config.protocol not in ("d3", "run"):
-            raise ConfigError(f"d3.protocol must be d3 or run, got {self.config.protocol!r}")
         sasrec_cfg = SASRecConfig(**{f.name: getattr(self.config, f.name) for f in dataclasses.fields(SASRecConfig)})
         sasrec = fit_sasrec(ctx, sasrec_cfg, subdir="d3_sasrec")
         model = ctx.load_sft_model()

@@ -1,7 +1,13 @@
-"""Typed `key=value` overrides for config dataclasses (profiles, `--set`, method hyperparameters)."""
+"""Typed `key=value` overrides for config dataclasses (profiles, `--set`, method hyperparameters).
+
+A field with a fixed set of values says so in its metadata, ``field(default="joint", metadata={"help": ...,
+"choices": ("joint", "detached", "adversarial")})``; `make_config` (hence `methods.resolve`, when a run starts)
+rejects any other value with the choices and a "did you mean", before any training.
+"""
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
 from typing import Any
@@ -56,17 +62,42 @@ def describe_fields(config_cls: type) -> list[tuple[str, str, str, str]]:
         else:
             default = "(required)"
         kind = getattr(hints[f.name], "__name__", None) if typing.get_origin(hints[f.name]) is None else None
-        rows.append((f.name, kind or str(hints[f.name]).replace("typing.", ""), default, f.metadata.get("help", "")))
+        text = f.metadata.get("help", "")
+        if "choices" in f.metadata:
+            text += f" [choices: {', '.join(map(str, f.metadata['choices']))}]"
+        rows.append((f.name, kind or str(hints[f.name]).replace("typing.", ""), default, text.strip()))
     return rows
 
 
+def _did_you_mean(value: Any, known) -> str:
+    close = difflib.get_close_matches(str(value), [str(k) for k in known], n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def check_choices(config, where: str) -> None:
+    """Every field of a config dataclass whose metadata lists ``choices`` holds one of them (each item, for a list;
+    None passes where the field allows it)."""
+    for f in dataclasses.fields(config):
+        choices = f.metadata.get("choices")
+        value = getattr(config, f.name)
+        if choices is None or value is None:
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            if item not in choices:
+                raise ConfigError(f"{where}.{f.name}: {item!r} is not one of {', '.join(map(str, choices))}."
+                                  f"{_did_you_mean(item, choices)}")
+
+
 def make_config(config_cls: type, overrides: dict[str, Any], where: str):
-    """A dataclass instance with `overrides` applied, each key and type checked."""
+    """A dataclass instance with `overrides` applied, each key, type and choice checked."""
     known = {f.name for f in dataclasses.fields(config_cls)}
     hints = typing.get_type_hints(config_cls)
     values = {}
     for key, value in overrides.items():
         if key not in known:
-            raise ConfigError(f"{where}: unknown hyperparameter {key!r}; known: {', '.join(sorted(known))}")
+            raise ConfigError(f"{where}: unknown hyperparameter {key!r}.{_did_you_mean(key, known)} "
+                              f"Known: {', '.join(sorted(known))}")
         values[key] = coerce(value, hints[key], f"{where}.{key}")
-    return config_cls(**values)
+    config = config_cls(**values)
+    check_choices(config, where)
+    return config

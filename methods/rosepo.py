@@ -76,7 +76,8 @@ ORACLES = ("mf", "constant")
 class RosePOConfig:
     beta: float = field(default=0.1, metadata={"help": "beta: scale of the implicit reward"})
     oracle: str = field(default="mf", metadata={
-        "help": "where eps comes from: mf (matrix factorisation oracle, personalised eps) or constant (cDPO)"})
+        "help": "where eps comes from: mf (matrix factorisation oracle, personalised eps) or constant (cDPO)",
+        "choices": ORACLES})
     epsilon: float = field(default=0.1, metadata={
         "help": "constant label smoothing of oracle=constant (and of pair sets without per-pair eps)"})
     eps_max: float = field(default=0.5, metadata={
@@ -84,7 +85,8 @@ class RosePOConfig:
     eps_temperature: float | None = field(default=None, metadata={
         "help": "T of the eps mapping (None: std of the oracle score differences over the pair set)"})
     negative_strategy: str = field(default="mixed", metadata={
-        "help": "rejected sampling: self_hard, popularity, random, or mixed (self_hard + popularity)"})
+        "help": "rejected sampling: self_hard, popularity, random, or mixed (self_hard + popularity)",
+        "choices": STRATEGIES})
     self_hard_fraction: float = field(default=0.5, metadata={
         "help": "mixed with K = 1: fraction of rows with a self-hard negative (the rest: popularity)"})
     popularity_power: float = field(default=1.0, metadata={
@@ -282,11 +284,7 @@ class RosePO(PreferenceMethod):
 
     def __init__(self, config=None):
         super().__init__(config)
-        c = self.config
-        if c.oracle not in ORACLES:
-            raise ValueError(f"unknown rosepo oracle {c.oracle!r}; choose from {', '.join(ORACLES)}")
-        if c.negative_strategy not in STRATEGIES:
-            raise ValueError(f"unknown negative_strategy {c.negative_strategy!r}; choose from {', '.join(STRATEGIES)}")
+        c = self.config  # oracle and negative_strategy: their `choices`, checked by Method.__init__
         for key in ("epsilon", "eps_max", "self_hard_fraction"):
             if not 0.0 <= getattr(c, key) <= 1.0:
                 raise ValueError(f"rosepo {key} must lie in [0, 1], got {getattr(c, key)}")

@@ -62,13 +62,15 @@ class SASRecConfig:
     n_layers: int = field(default=2, metadata={"help": "self-attention blocks"})
     n_heads: int = field(default=2, metadata={"help": "attention heads"})
     dropout: float = field(default=0.1, metadata={"help": "hidden and attention dropout (CausalDPO paper: 0.1)"})
-    loss_type: str = field(default="CE", metadata={"help": "CE (softmax over all items) or BPR (1 negative)"})
+    loss_type: str = field(default="CE", metadata={"help": "CE (softmax over all items) or BPR (1 negative)",
+                                                   "choices": ("CE", "BPR")})
     epochs: int = field(default=30, metadata={"help": "training epochs (the maximum with select_on_valid)"})
     select_on_valid: bool = field(default=False, metadata={
         "help": "early-stop on valid_metric (RecBole's protocol); false: the last epoch, the benchmark's one rule "
                 "for every trained method"})
     stopping_step: int = field(default=5, metadata={"help": "early-stopping patience in epochs on valid_metric"})
-    valid_metric: str = field(default="NDCG@10", metadata={"help": "RecBole metric selecting the best epoch"})
+    valid_metric: str = field(default="NDCG@10", metadata={"help": "RecBole metric selecting the best epoch",
+                                                           "choices": ("Hit@10", "Hit@20", "NDCG@10", "NDCG@20")})
     learning_rate: float = field(default=1e-3, metadata={"help": "Adam learning rate"})
     batch_size: int = field(default=256, metadata={"help": "training batch size"})
     eval_batch_size: int = field(default=1024, metadata={"help": "histories per scoring batch"})
