@@ -18,8 +18,13 @@ def method_class(name: str) -> type[Method]:
         base = METHODS.get(name.removesuffix("+causal"))
         if not issubclass(base, PreferenceMethod) or base.causal:
             raise UnknownNameError("method", name, METHODS.names())
-        return with_causal(base)
+        if name not in _CAUSAL_VARIANTS:  # one class per variant, so its configs compare equal
+            _CAUSAL_VARIANTS[name] = with_causal(base)
+        return _CAUSAL_VARIANTS[name]
     return METHODS.get(name)
+
+
+_CAUSAL_VARIANTS: dict[str, type[Method]] = {}
 
 
 def resolve(name: str, overrides: dict | None = None) -> Method:
