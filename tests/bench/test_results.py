@@ -68,7 +68,7 @@ def test_environment_names_what_cpu_floats_depend_on():
     assert env["torch_threads"] == torch.get_num_threads() and env["cpu_count"] == os.cpu_count()
     assert isinstance(env["cpu_model"], str) and env["cpu_model"]
     assert env["cpu_kernels"]["capability"] == torch.backends.cpu.get_cpu_capability()
-    assert set(env["cpu_kernels"]) == {"capability", "blas", "onednn"}
+    assert set(env["cpu_kernels"]) == {"capability", "blas", "onednn", "native_bf16"}   # bf16 matmuls in hardware
     assert env["cpu_model"] in env["device"] and f"{torch.get_num_threads()} threads" in env["device"]
 
 
