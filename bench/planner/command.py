@@ -190,10 +190,11 @@ def report(profile, names, seeds, groups, prices, rows, measured, compared=None)
     cal = getattr(prices, "cal", None)
     unit = "GPU-hours" if cal is None or cal.device_type == "cuda" else "hours"
     total = sum(r["seconds"] for r in rows)
-    fits = {c.fit for g in groups for c in g.cells}
-    reused = sum(c.reused for g in groups for c in g.cells)
+    cells = [c for g in groups for c in g.cells]
+    fits = len({c.fit for c in cells if c.fit}) + sum(not c.fit for c in cells)
+    reused = sum(c.reused for c in cells)
     lines = [f"plan {profile}: {', '.join(names)}; seeds {seeds}; {n_cells} cells in {len(groups)} groups, "
-             f"{len(fits)} fits ({reused} cells reuse another cell's fit and only rank)",
+             f"{fits} fits ({reused} cells reuse another cell's fit and only rank)",
              f"prices: {prices.source}"]
     if cal is not None and cal.device_type == "cpu":
         per_thread = f" (x {cal.threads} threads = CPU-hours)"

@@ -78,7 +78,7 @@ class CellWork:
     work: list[Work]
     ranking: str                    # Method.ranking_key
     tables: tuple[str, ...]
-    fit: str = ""                   # fit_identity
+    fit: str = ""                   # fit_identity of a fit the cache keeps ("": trained per cell)
     reused: bool = False            # an earlier cell of the plan has the same fit: this one only ranks
     fit_tables: tuple[str, ...] = ()  # the tables of every cell with this fit (each needs it)
 
@@ -131,19 +131,18 @@ def grid_work(profile: str, tables: list[str], seeds: list[int], extra_sets: lis
             first.sft_tables = tuple(sorted({*first.sft_tables, *(t for c in group.cells for t in in_tables[c])}))
         for cell, method in zip(group.cells, resolved):
             fit = fit_identity(cell.method, method, cell_config(profile, cell, extra_sets, names))
-            cached = method.fit_cacheable and cell.method not in OWN_RECOMMENDER
+            cached = reuse_fits and method.fit_cacheable and cell.method not in OWN_RECOMMENDER
             work.cells.append(CellWork(cell.method, method.workload(size.size), method.ranking_key(cfg.ranking),
-                                       tuple(in_tables[cell]), fit, reuse_fits and cached and fit in fits))
+                                       tuple(in_tables[cell]), fit if cached else "", cached and fit in fits))
             if cached:
                 fits.add(fit)
         out.append(work)
     fit_tables: dict[str, set] = {}
+    for c in (c for g in out for c in g.cells if c.fit):
+        fit_tables.setdefault(c.fit, set()).update(c.tables)
     for g in out:
-        for c in g.cells:
-            fit_tables.setdefault(c.fit, set()).update(c.tables)
-    for g in out:
-        for c in g.cells:
-            c.fit_tables = tuple(sorted(fit_tables[c.fit]))
+        for c in g.cells:   # a kept fit: every table that ranks it needs it; a fit per cell: the cell's tables
+            c.fit_tables = tuple(sorted(fit_tables[c.fit])) if c.fit else c.tables
     return out
 
 

@@ -241,6 +241,7 @@ def test_fits_the_cache_does_not_keep_are_counted_per_cell(tmp_path):
     cells = [(c.method, c.tables, c.reused) for g in groups for c in g.cells]
     assert ("dpo", ("table1g",), True) in cells and ("dpo", ("table1",), False) in cells
     assert ("rw", ("table1g",), False) in cells
+    assert all(c.fit_tables == c.tables for g in groups for c in g.cells if c.method == "rw")   # each table its own
 
 
 def test_utilisation_scales_flops_hours_as_one_over_u(table6):
