@@ -14,6 +14,8 @@ import time
 
 from tabulate import tabulate
 
+from bench.plugins import origin
+
 METRICS = ("HR@10", "NDCG@10", "HR@20", "NDCG@20", "valid_ratio")
 
 
@@ -50,10 +52,23 @@ def parser() -> argparse.ArgumentParser:
     leaderboard_command.add_parsers(sub)
     from bench.planner import command as plan_command
     plan_command.add_parser(sub)
+    for name in ("run", "ls", "leaderboard", "compare", "plan"):
+        sub.choices[name].add_argument(
+            "--include", action="append", default=[], metavar="MODULE",
+            help="import MODULE first (repeatable or comma-separated): a module of yours that registers methods, "
+                 "shifts, dataset formats or ranking protocols; passed on to every process the command starts")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bench import plugins
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        plugins.load(plugins.requested(argv))  # before the parser: what they register is known to it
+    except (plugins.PluginError, ValueError) as err:  # ValueError: a name registered twice
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     args = parser().parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.getLogger("transformers").setLevel(logging.ERROR)
@@ -92,22 +107,30 @@ def backbone_names() -> list[str]:
     return [*TINY, *wheels]
 
 
+def _named(registry) -> list[str]:
+    """A registry's names, an outside registration followed by its module."""
+    return [name + (f" [from {origin(registry.get(name))}]" if origin(registry.get(name)) else "")
+            for name in registry.names()]
+
+
 def list_registries() -> int:
     import methods
     from bench.config import PROFILES
     from methods.ranking import PROTOCOLS
     from splits import DATASETS, SHIFTS
 
-    print("datasets:  ", ", ".join(DATASETS.names()))
-    print("shifts:    ", ", ".join(SHIFTS.names()))
-    print("protocols: ", ", ".join(PROTOCOLS.names()))
+    print("datasets:  ", ", ".join(_named(DATASETS)))
+    print("shifts:    ", ", ".join(_named(SHIFTS)))
+    print("protocols: ", ", ".join(_named(PROTOCOLS)))
     print("profiles:  ", ", ".join(PROFILES.names()))
     print("backbones: ", ", ".join(backbone_names()), "(or a Hugging Face model id, local folder or .gguf file)")
     print("methods:")
     width = max(len(n) for n in methods.METHODS.names())
     for name in methods.METHODS.names():
-        paper = methods.METHODS.get(name).paper
-        print(f"  {name:<{width}} {paper.title}" + (f" (arXiv {paper.arxiv})" if paper.arxiv else ""))
+        cls = methods.METHODS.get(name)
+        paper, source = cls.paper, origin(cls)
+        print(f"  {name:<{width}} {paper.title}" + (f" (arXiv {paper.arxiv})" if paper.arxiv else "")
+              + (f" [from {source}]" if source else ""))
     print("  <name>+causal  any pairwise preference method with CausalDPO's regularizer")
     return 0
 
@@ -119,6 +142,8 @@ def describe_method(name: str) -> int:
     cls = methods.method_class(name)
     paper = cls.paper
     print(f"{name}: {paper.title}" + (f" (arXiv {paper.arxiv})" if paper.arxiv else ""))
+    defined = methods.method_class(name.removesuffix("+causal")) if name.endswith("+causal") else cls
+    print(f"  module: {defined.__module__}" + (" (registered from outside the harness)" if origin(defined) else ""))
     if paper.note:
         print(f"  {paper.note}")
     rows = describe_fields(cls.Config)

@@ -3,11 +3,13 @@
 
     python -m bench leaderboard --profile tiny [--tables 1,3,fig2] [--seeds 0,1,2] [--shard 0/4]
                                 [--results DIR] [--cache DIR] [--out DIR] [--dry-run | --render-only]
+                                [--include MODULE] [--add-methods NAME,...]    # your own methods as extra rows
     python -m bench compare --profile tiny [--tables 1,5] [--seeds 0,1,2] [--results DIR]
 """
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 from pathlib import Path
 
@@ -24,6 +26,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results", default=DEFAULT_RESULTS, help=f"records folder (default {DEFAULT_RESULTS})")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a profile value in every cell (device=cuda, sft.epochs=2, dpo.beta=0.2)")
+    p.add_argument("--add-methods", help="comma-separated registered methods (yours: see --include) added as rows "
+                                         "below the paper's in every method table")
 
 
 def add_parsers(sub) -> None:
@@ -66,8 +70,21 @@ def _setup(args):
     if not seeds:
         raise ValueError("--seeds is empty")
     profile_config(args.profile)  # an unknown profile fails here, with "did you mean"
+    args.added_methods = _added_methods(getattr(args, "add_methods", None))
     check_sets(args.profile, args.set)
     return names, seeds
+
+
+def _added_methods(text: str | None) -> list[str]:
+    """`--add-methods a,b`: each a registered method (did you mean), added as extra rows to the method tables."""
+    import methods
+    from bench.leaderboard.grids import add_method_rows
+
+    names = [n.strip() for n in (text or "").split(",") if n.strip()]
+    for name in names:
+        methods.method_class(name)
+    add_method_rows(names)
+    return names
 
 
 def check_sets(profile: str, sets: list[str]) -> None:
@@ -152,8 +169,11 @@ def _launch(args, names, seeds, runner, groups, log) -> int:
         return 0
     res = launch.Resources(args.slurm_partition, args.gpus_per_job, args.cpus_per_job, args.mem_gb, args.time_min,
                            args.array_parallelism, args.max_requeues, launch.parse_extra(args.slurm_extra))
+    from bench import plugins
+
     job = launch.GroupJob(args.profile, names, seeds, str(args.results), args.cache, args.set, args.gpus_per_job,
-                          args.stale_lock_hours * 3600)
+                          args.stale_lock_hours * 3600, plugins.split_modules(os.environ.get(plugins.ENV, "")),
+                          args.added_methods)
     folder = Path(args.logs) if args.logs else Path(args.results) / ".submitit"
     jobs = launch.submit(args.launcher, folder, res, job, [g.id for g in todo], log)
     if args.launcher == "slurm":

@@ -161,6 +161,21 @@ DEFAULT_TABLES = ("table1", "table1g", "table2", "table3", "table4", "table5", "
                   "table8", "table9", "fig1", "fig2")  # fig3 (a sweep of 8 extra runs per seed) only when asked
 
 
+def add_method_rows(names: list[str]) -> None:
+    """Your own registered methods (`leaderboard --add-methods`) as extra rows, below the paper's, of every table
+    whose rows are methods (metrics and seconds; not the figures or Table 2). Idempotent."""
+    import dataclasses
+
+    for key, spec in TABLES.items():
+        if spec.kind not in ("metrics", "seconds"):
+            continue
+        have = {row.method for row in spec.rows}
+        added = tuple(Row(name, name, extra=True) for name in names if name not in have)
+        if any(set(GROUNDING) <= set(row.overrides) for row in spec.rows):  # Tables 1g, 5g: every row grounded
+            added = _grounded(added)
+        TABLES[key] = dataclasses.replace(spec, rows=spec.rows + added)
+
+
 def table_names(text: str | None) -> list[str]:
     """`--tables 1,1g,fig2` -> ["table1", "table1g", "fig2"]; None -> the default set; "all" -> every table and
     figure. `1g` / `5g` are Tables 1 and 5 under the grounding protocol."""

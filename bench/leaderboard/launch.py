@@ -17,6 +17,8 @@
   the group runs in the job's own process.
 * `--launcher local` runs the same jobs as subprocesses of this machine through submitit's local executor and waits
   for them (what CI tests on the smoke profile). Without `--launcher`, the runner works in-process as before.
+* Outside code (`--include`, `bench.plugins`) and `--add-methods` rows travel with the job: `GroupJob` loads the
+  modules again in the job's process, which exports them in `$BENCH_INCLUDE` to `accelerate launch`'s processes.
 """
 from __future__ import annotations
 
@@ -89,15 +91,20 @@ class GroupJob(submitit.helpers.Checkpointable):
     same call, which resumes from the records)."""
 
     def __init__(self, profile: str, tables: list[str], seeds: list[int], results: str, cache: str | None,
-                 extra_sets: list[str], gpus: int = 0, stale_after: float = 24 * 3600.0):
+                 extra_sets: list[str], gpus: int = 0, stale_after: float = 24 * 3600.0,
+                 include: list[str] = (), added_methods: list[str] = ()):
         self.profile, self.tables, self.seeds, self.results, self.cache = profile, tables, seeds, results, cache
         self.extra_sets, self.gpus, self.stale_after = list(extra_sets), gpus, stale_after
+        self.include, self.added_methods = list(include), list(added_methods)  # outside code: `bench.plugins`
 
     def __call__(self, group_id: str) -> list[str]:
-        from bench.leaderboard.grids import expand
+        from bench import plugins
+        from bench.leaderboard.grids import add_method_rows, expand
         from bench.leaderboard.records import profile_config
         from bench.leaderboard.runner import GridRunner, group_cells
 
+        plugins.load(self.include)  # a job is a fresh process: register the outside code again (and for accelerate)
+        add_method_rows(self.added_methods)
         cfg = profile_config(self.profile)
         groups = {g.id: g for g in group_cells(expand(self.tables, self.profile, self.seeds, cfg.data.dataset,
                                                             cfg.backbone.name))}

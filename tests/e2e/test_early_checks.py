@@ -15,6 +15,8 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 @pytest.mark.parametrize("command, setting, message", [
+    (["run", "--methods", "causaldpo"], "causaldpo.assignment=jointt",
+     "error: --set causaldpo.assignment: 'jointt' is not one of joint, detached, adversarial. Did you mean 'joint'?"),
     (["run", "--methods", "dpo,bigrec"], "bigrec.protocol=grounds",
      "error: --set bigrec.protocol: 'grounds' is not one of grounding, run. Did you mean 'grounding'?"),
     (["run", "--methods", "rosepo", "--shift", "temporal"], "rosepo.negative_strategy=self-hard",

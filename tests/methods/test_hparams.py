@@ -79,9 +79,10 @@ def test_ls_method_shows_the_choices():
     assert rows["oracle"].endswith("[choices: mf, constant]")
 
 
-@pytest.mark.xfail(strict=True, reason="methods/causal.py: CausalConfig.assignment and .mmd_target have no "
-                                       "`choices` metadata yet (checked only inside fit)")
-@pytest.mark.parametrize("field, bad", [("assignment", "jointt"), ("mmd_target", "rewrd")])
-def test_causaldpo_settings_are_checked_at_resolve(field, bad):
-    with pytest.raises(ConfigError, match="Did you mean"):
-        methods.resolve("causaldpo", {field: bad})
+@pytest.mark.parametrize("name", ["causaldpo", "causaldpo-selfplay", "simpo+causal"])
+@pytest.mark.parametrize("field, bad, good", [("assignment", "jointt", "joint"), ("mmd_target", "rewrd", "reward")])
+def test_the_causal_regularizers_settings_are_checked_at_resolve(name, field, bad, good):
+    with pytest.raises(ConfigError) as err:
+        methods.resolve(name, {field: bad})
+    assert str(err.value).startswith(f"--set {name}.{field}: '{bad}' is not one of ")
+    assert str(err.value).endswith(f"Did you mean '{good}'?")
