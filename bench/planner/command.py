@@ -1,11 +1,14 @@
 """`python -m bench plan`: what a grid costs before it runs, per table and per stage.
 
     python -m bench plan --profile tiny [--tables all] [--seeds 0,1,2] [--set KEY=VALUE]
-                         [--calibrate | --calibration FILE | --tflops T] [--results DIR]
+                         [--calibrate | --calibration FILE | --tflops T [--mfu U]] [--results DIR]
 
-Counts come from the grid's cells and the data (`bench.planner.workload`); seconds from a calibration measured here
+Counts come from the grid's cells and the data (`bench.planner.workload`: a fit counted once per fit identity; an
+unprepared paper dataset from a stand-in, said so in the header); seconds from a calibration measured here
 with `--calibrate` (saved under the cache folder, reused by later plans on the same device), a calibration file, the
-profile's committed one (`leaderboards/<profile>/calibration.json`, for its device), or FLOPs at `--tflops`.
+profile's committed one (`leaderboards/<profile>/calibration.json`, for its device), or FLOPs at `--mfu` x the
+peak `--tflops` (`bench.planner.prices.FlopsPrices`). The header states the total in GPU-hours (GPU calibration or
+FLOPs) or runner-hours (CPU calibration).
 With `--results`, the compute measured in the records of that folder is printed beside the prediction: the SFT
 models (their training time), the methods' fits and the rankings, per table and for the whole grid.
 """
