@@ -79,3 +79,34 @@ def test_a_truncated_entry_is_trained_again(tmp_path):
     again, log = smoke_run(tmp_path, "two", "ranking.protocol=grounding")
     assert f"fit: ignoring the corrupt cache entry {entry}" in log and trained(log)
     assert again["dpo"]["fit"] == {**again["dpo"]["fit"], "key": entry.name, "reused": False}
+
+
+@pytest.mark.slow
+def test_under_two_launched_processes_the_main_one_saves_and_both_reuse(tmp_path):
+    """`accelerate launch` with two CPU processes: the first run saves each fit once (the main process writes, the
+    other waits), the second run under another protocol loads it on both processes and trains nothing."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "CUDA_VISIBLE_DEVICES": ""}
+    logs = []
+    for protocol in ("likelihood", "grounding"):
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "bench", "run",
+               "--profile", "smoke", "--methods", "dpo,sprec", "--shift", "temporal", "--ranking", protocol,
+               "--set", f"results_dir={tmp_path / protocol}", "--set", f"cache_dir={tmp_path / 'cache'}",
+               "--set", "preference.batch_size=16"]
+        done = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        logs.append(done.stdout + done.stderr)
+    assert logs[0].count("fit: saved as") == 2 and "training on" in logs[0]
+    assert logs[1].count("fit: reusing") == 2 and "training on" not in logs[1]
+    entries = sorted((tmp_path / "cache" / "fits").iterdir())
+    assert len(entries) == 2 and not [p for p in entries if p.name.startswith(".")]
+    for protocol in ("likelihood", "grounding"):
+        recs = [json.loads(p.read_text()) for p in (tmp_path / protocol).rglob("*.json")]
+        assert {r["fit"]["key"] for r in recs} == {p.name for p in entries}
+        assert all(r["fit"]["reused"] is (protocol == "grounding") for r in recs)
