@@ -153,3 +153,21 @@ def test_compute_accounting_counts_a_fit_ranked_by_two_protocols_once():
     uncached = {"key": "c", "fit": {"key": None, "reused": False}, "fit_seconds": 3.0, "results": {}}
     older = {"key": "d", "fit_seconds": 2.0, "results": {}}                  # a record from before the fit cache
     assert compute_seconds([likelihood, grounding, uncached, older])["fit"] == 15
+
+
+def test_a_runner_that_finishes_the_same_fit_second_keeps_the_first_ones_entry(tmp_path):
+    """Two runners on one cache train the same fit side by side: the one that installs second finds a complete
+    entry under the key and keeps it (readers may be loading it); nothing half-written is left behind."""
+    other = FakeMethod()
+
+    class Racing(FakeMethod):
+        def fit(self, ctx):
+            fit(other, tmp_path)                      # the other runner saves first, while this one trains
+            return super().fit(ctx)
+
+    racing = Racing(seed=1)                           # other weights, so which entry stayed is visible
+    out, _ = fit(racing, tmp_path)
+    entry = tmp_path / "fits" / out.info["key"]
+    assert other.fits == racing.fits == 1 and read_entry(entry, entry.name)[0] is not None
+    assert same_weights(load(entry), random_llama(seed=0))
+    assert [p.name for p in (tmp_path / "fits").iterdir()] == [entry.name]
