@@ -18,6 +18,8 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
+from leaderboards import committed_calibration
+
 STAGES = ("setup", "sft model", "sft steps", "reference", "preference", "generation", "sasrec", "ranking")
 FIT_ENTRY = "fit"  # a record made with the pipeline's fit cache has this entry (`bench.fits`: key, reused, ...);
                   # records without it were made when every cell trained its own fit
@@ -89,8 +91,8 @@ def _prices(args, cache: Path, groups, first_cfg, log):
             cal.save(path)
             log(f"calibration saved to {path}")
         return CalibratedPrices(cal)
-    for path in ([Path(args.calibration)] if args.calibration else
-                 [default, Path("leaderboards") / args.profile / "calibration.json"]):
+    committed = committed_calibration(args.profile)   # shipped with the package: found from any folder
+    for path in ([Path(args.calibration)] if args.calibration else [default] + ([committed] if committed else [])):
         if path.exists():
             cal = Calibration.load(path)
             if cal.device != device:

@@ -93,8 +93,6 @@ def test_compare_prints_the_published_numbers(installed):
     assert re.search(r"^Ours\s+causaldpo\s+0\.61\s", proc.stdout, re.M)  # Table 1: ML-10M temporal HR@10
 
 
-@pytest.mark.xfail(strict=True, reason="bench/planner/command.py looks for leaderboards/<profile>/calibration.json "
-                                       "relative to the working folder, not leaderboards.committed_calibration()")
 def test_plan_finds_the_committed_calibration(installed):
     out = bench(installed, "plan", "--profile", "tiny", "--tables", "1").stdout
     assert "table1" in out
