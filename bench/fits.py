@@ -152,11 +152,17 @@ def fit_with_cache(method: Method, ctx: MethodContext, identity: dict, reads: di
         del stats["protocol"]
     meta = {"key": key, "identity": identity, "reads": reads if read else {}, "trained_seconds": seconds,
             "stats": json.loads(json.dumps(stats, default=str)), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    saved = True
     if distributed.is_main():  # every process trained the same model (DDP); one saves it
-        _save(model, meta, root / key, replace=key == unloadable)
-        log(f"fit: saved as {root / key}")
+        try:
+            _save(model, meta, root / key, replace=key == unloadable)
+            log(f"fit: saved as {root / key}")
+        except Exception as err:  # noqa: BLE001 - a cache that cannot be written costs the reuse, not the run
+            saved = False
+            log(f"fit: could not save {root / key} ({type(err).__name__}: {err}); ranking the trained model")
     distributed.barrier()
-    return Fit(result, seconds, {"key": key, "reused": False, "trained_seconds": seconds})
+    saved = _main_says(saved)
+    return Fit(result, seconds, {"key": key if saved else None, "reused": False, "trained_seconds": seconds})
 
 
 def _save(model, meta: dict, path: Path, replace: bool = False) -> None:

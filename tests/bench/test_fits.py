@@ -171,3 +171,11 @@ def test_a_runner_that_finishes_the_same_fit_second_keeps_the_first_ones_entry(t
     assert other.fits == racing.fits == 1 and read_entry(entry, entry.name)[0] is not None
     assert same_weights(load(entry), random_llama(seed=0))
     assert [p.name for p in (tmp_path / "fits").iterdir()] == [entry.name]
+
+
+def test_a_cache_that_cannot_be_written_costs_the_reuse_not_the_run(tmp_path):
+    (tmp_path / "fits").write_text("a file where the folder should be")
+    lines = []
+    out, _ = fit(FakeMethod(), tmp_path, lines=lines)
+    assert isinstance(out.recommender, Ranker) and out.info["key"] is None
+    assert any(line.startswith("fit: could not save") for line in lines), lines
