@@ -202,8 +202,11 @@ def run(args, cache: Path) -> int:
     cfg_ = base.config
     mean_tokens = int(np.mean(samples["default"].lengths()))
     rows = args.batch * mean_tokens
-    peak = {"fp32": matmul_flops(rows, cfg_.hidden_size, cfg_.intermediate_size, torch.float32, args.seconds),
-            "bf16": matmul_flops(rows, cfg_.hidden_size, cfg_.intermediate_size, BF16, args.seconds)}
+    def probe() -> dict[str, float]:
+        return {"fp32": matmul_flops(rows, cfg_.hidden_size, cfg_.intermediate_size, torch.float32, args.seconds),
+                "bf16": matmul_flops(rows, cfg_.hidden_size, cfg_.intermediate_size, BF16, args.seconds)}
+
+    peak = probe()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"# LLM path speed: {args.backbone} ({shape.layers} layers, {shape.body / 1e6:.1f}M linear parameters), "
           f"{cpu_model()}, {torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs, load {load:.2f}, "
@@ -312,6 +315,9 @@ def run(args, cache: Path) -> int:
             print(f"| {stage} | {label} | {tokens / seconds:.0f} | {rate:.2f} | {rate / first:.2f}x | "
                   f"{flops / seconds / 1e9:.1f} | {flops / seconds / limit:.0%} |")
     set_autocast(model, None)
+    again = probe()     # how far a shared machine's load drifted during the run
+    print(f"\nmatmul again at the end: fp32 {again['fp32'] / 1e9:.1f} GFLOP/s, bf16 {again['bf16'] / 1e9:.1f} GFLOP/s; "
+          f"the fractions above use the first probe")
     print("\ntokens/s: real tokens (SFT/preference: prompt + completion rows without padding; reference pass: its "
           "rows; grounding: prompt + up to 16 generated tokens; likelihood: prompt + title tokens of the items "
           "scored; beam: prompt + beams x steps). Measured side by side in one run; compare rows, not runs.")
