@@ -17,8 +17,9 @@ Measures, in one process on the same model and the same samples (real ML-100K ti
 Next to them: the machine's matmul throughput (a timed `torch.matmul` of the MLP's shape, batch x tokens rows,
 fp32 and bf16), and for each row the fraction of that limit the path reaches: its matmul FLOPs (forward 2 x
 linear parameters per token plus the LM head where computed, backward the activation gradients down to the lowest
-trained layer; LoRA's own weights neglected) per second over the matmul's FLOP/s in the row's dtype. Timings on a
-shared machine are noisy: compare rows of one run, never across runs. `--backbone tiny-llama` with small sizes is
+trained layer; LoRA's own weights neglected) per second over the matmul's FLOP/s in the row's dtype. The rows of a
+table run interleaved (one step, or one ranking call, of each row in turn), so that a shared machine's drifting
+load hits every row alike; compare rows of one run, never across runs. `--backbone tiny-llama` with small sizes is
 what CI runs.
 
     python -m bench.perf.llm_speed [--backbone smollm2-135m] [--batch 8] [--steps 3] [--prompts 4] [--items 200]
@@ -43,6 +44,7 @@ from bench.results import cpu_model
 from methods.losses import LogProbs, dpo_loss
 from methods.ranking import Catalogue, rank
 from methods.ranking.grounding import BackboneEmbedder
+from methods.ranking.likelihood import score_all
 from methods.train.batching import LengthGroupedSampler, padding_share
 from methods.train.precision import native_bf16_cpu, set_autocast
 from methods.train.sequences import completion_logps, left_padded, padded_causal_mask
@@ -118,24 +120,31 @@ def batches(samples: Samples, size: int, steps: int, grouped: bool) -> list[np.n
     return [order[i * size: (i + 1) * size] for i in range(steps)]
 
 
-def timed_steps(model, samples: Samples, plan: list[np.ndarray], pad: int, preference: bool, full_head: bool,
-                shape: Shape, backward_layers: int) -> tuple[float, float, float]:
-    """(real tokens/s, samples/s, matmul FLOP/s) of training steps on `plan`'s batches (the first is a warm-up)."""
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
-    model.train()
-    tokens = rows = flops = 0.0
-    seconds = 0.0
-    for step, idx in enumerate(plan):
-        prompts = [samples.prompts[i] for i in idx]
-        completions = [samples.chosen[i] for i in idx] + ([samples.rejected[i] for i in idx] if preference else [])
-        prompts = prompts * (2 if preference else 1)
-        ids, mask, positions, lengths = left_padded(prompts, completions, pad, "cpu")
+class TrainingRow:
+    """One row of a training table: its own LoRA model and optimizer, timed one step at a time, so that the rows'
+    steps can be interleaved (drift on a shared machine then hits every row alike)."""
+
+    def __init__(self, model, samples: Samples, plan: list[np.ndarray], pad: int, preference: bool,
+                 full_head: bool, shape: Shape, backward_layers: int):
+        self.model, self.samples, self.plan, self.pad = model, samples, plan, pad
+        self.preference, self.full_head, self.shape, self.backward_layers = (preference, full_head, shape,
+                                                                             backward_layers)
+        self.optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+        self.tokens = self.rows = self.flops = self.seconds = 0.0
+
+    def step(self, i: int, timed: bool) -> None:
+        idx, samples = self.plan[i], self.samples
+        prompts = [samples.prompts[j] for j in idx] * (2 if self.preference else 1)
+        completions = [samples.chosen[j] for j in idx] + ([samples.rejected[j] for j in idx]
+                                                          if self.preference else [])
+        ids, mask, positions, lengths = left_padded(prompts, completions, self.pad, "cpu")
+        self.model.train()
         start = time.perf_counter()
-        if full_head:
-            logps = full_head_logps(model, ids, mask, positions, lengths)
+        if self.full_head:
+            logps = full_head_logps(self.model, ids, mask, positions, lengths)
         else:
-            logps = completion_logps(model, ids, mask, positions, lengths)[0]
-        if preference:
+            logps = completion_logps(self.model, ids, mask, positions, lengths)[0]
+        if self.preference:
             b = len(idx)
             policy = LogProbs(logps[:b], logps[b:, None], lengths[:b], lengths[b:, None])
             reference = LogProbs(logps[:b].detach() - 0.1, logps[b:, None].detach(), lengths[:b], lengths[b:, None])
@@ -143,24 +152,80 @@ def timed_steps(model, samples: Samples, plan: list[np.ndarray], pad: int, prefe
         else:
             loss = completion_loss(logps, lengths)
         loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if step == 0 and len(plan) > 1:
-            continue
-        seconds += time.perf_counter() - start
-        tokens += float(mask.sum())
-        rows += len(idx)
-        head = ids.numel() if full_head else len(ids) * int(lengths.max())
-        flops += shape.train(ids.numel(), head, backward_layers)
-    return tokens / seconds, rows / seconds, flops / seconds
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if not timed:
+            return
+        self.seconds += time.perf_counter() - start
+        self.tokens += float(mask.sum())
+        self.rows += len(idx)
+        head = ids.numel() if self.full_head else len(ids) * int(lengths.max())
+        self.flops += self.shape.train(ids.numel(), head, self.backward_layers)
+
+    def rates(self) -> tuple[float, float, float]:
+        """(real tokens/s, samples/s, matmul FLOP/s) of the timed steps."""
+        return self.tokens / self.seconds, self.rows / self.seconds, self.flops / self.seconds
 
 
-def timed_inference(run) -> tuple[float, object]:
-    """(seconds, result) of `run()` after one warm-up call."""
-    run()
-    start = time.perf_counter()
-    result = run()
-    return time.perf_counter() - start, result
+def ranking_run(stage: str, model, dtype, tok, s: Samples, titles: list[str], chat: bool, embedder, args,
+                shape: Shape):
+    """(run, work): `run()` does one call of `stage` with `model` under autocast `dtype`; `work(result)` gives its
+    (prompts, tokens, matmul FLOPs)."""
+    pad = tok.pad_token_id
+    prompts = s.prompts[: args.prompts]
+    prompt_tokens = sum(len(p) for p in prompts)
+    completions = [encode_completion(tok, t, chat) for t in titles[: args.items]]
+    catalogue = Catalogue(items=list(range(len(completions))), completions=completions, eos_id=tok.eos_token_id,
+                          pad_id=pad)
+
+    def under(call):
+        def run():
+            set_autocast(model, dtype)
+            try:
+                return call()
+            finally:
+                set_autocast(model, None)
+        return run
+
+    if stage == "reference pass":
+        batch = left_padded(s.prompts[: args.batch] * 2, s.chosen[: args.batch] + s.rejected[: args.batch], pad, "cpu")
+
+        def reference():
+            with torch.no_grad():
+                return completion_logps(model, *batch)[0]
+        return under(reference), lambda _: (args.batch, float(batch[1].sum()), shape.forward(
+            batch[0].numel(), len(batch[0]) * int(batch[3].max())))
+    if stage == "grounding":
+        new = 16 * len(prompts)   # an upper bound: generation stops at EOS
+        return (under(lambda: rank("grounding", model, prompts, catalogue, k=10, batch_size=args.batch, tokenizer=tok,
+                                   embedder=embedder, max_new_tokens=16)),
+                lambda _: (len(prompts), prompt_tokens + new, shape.forward(prompt_tokens + new, new + len(prompts))))
+    if stage == "likelihood":
+        def work(scores):
+            scored = np.isfinite(scores)
+            title_tokens = sum(int(scored[:, j].sum()) * (len(c) - 1) for j, c in enumerate(completions))
+            return (len(prompts), prompt_tokens + title_tokens,
+                    shape.forward(prompt_tokens + title_tokens, title_tokens + len(prompts)))
+        return under(lambda: score_all(model, prompts, catalogue, args.batch, top=10,
+                                       bound_tokens=2 if chat else 1)), work
+    fed = prompt_tokens + max(len(c) for c in completions) * args.beams * len(prompts)
+    return (under(lambda: rank("beam", model, prompts, catalogue, k=args.beams, batch_size=max(1, args.batch // 4))),
+            lambda _: (len(prompts), fed, shape.forward(fed, fed)))
+
+
+def interleaved(runs: dict[str, callable], repeats: int) -> dict[str, tuple[float, object]]:
+    """Per name, (seconds of `repeats` calls, the last result), the calls of all names interleaved after one warm-up
+    call each."""
+    for run in runs.values():
+        run()
+    seconds = dict.fromkeys(runs, 0.0)
+    results = {}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            results[name] = run()
+            seconds[name] += time.perf_counter() - start
+    return {name: (seconds[name], results[name]) for name in runs}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--beams", type=int, default=10, help="beam protocol's beams (= its k)")
     parser.add_argument("--cache", help="cache folder (the dequantised GGUF model; default: a temporary folder)")
     parser.add_argument("--seconds", type=float, default=1.0, help="seconds per matmul probe")
+    parser.add_argument("--repeats", type=int, default=1, help="timed calls per ranking measurement (plus a warm-up)")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -226,7 +292,7 @@ def run(args, cache: Path) -> int:
     steps = args.steps + 1
     for preference in (False, True):
         stage = "preference step (DPO, 1 chosen + 1 rejected)" if preference else "SFT step"
-        print(f"## {stage}, batch {args.batch}\n")
+        print(f"## {stage}, batch {args.batch}, rows' steps interleaved\n")
         print("| options | real tokens/s | samples/s | speed-up | padding | GFLOP/s | of matmul limit |")
         print("|---|---|---|---|---|---|---|")
         settings = [("fp32, LM head on every position (baseline)", None, "default", False, None, True),
@@ -237,7 +303,7 @@ def run(args, cache: Path) -> int:
             settings.append(("+ length-grouped batches", BF16, "empty", True, None, False))
         settings.append((f"+ LoRA on the top {min(args.lora_layers, shape.layers)} of {shape.layers} layers only",
                          BF16, "empty", not preference, args.lora_layers, False))
-        first = None
+        table = {}
         for label, dtype, system, grouped, layers, full_head in settings:
             if not chat and system == "empty":     # no chat template, no system turn: that row is skipped
                 if label == "+ empty system turn":
@@ -245,76 +311,44 @@ def run(args, cache: Path) -> int:
                 system = "default"
             model, backward = lora_model(layers)
             set_autocast(model, dtype)
-            plan = batches(samples[system], args.batch, steps, grouped)
-            tok_s, sam_s, flop_s = timed_steps(model, samples[system], plan, pad, preference, full_head, shape,
-                                               backward)
+            table[label] = (TrainingRow(model, samples[system], batches(samples[system], args.batch, steps, grouped),
+                                       pad, preference, full_head, shape, backward), dtype)
+        for i in range(steps):
+            for row, _ in table.values():
+                row.step(i, timed=i > 0 or steps == 1)
+        first = None
+        for label, (row, dtype) in table.items():
+            tok_s, sam_s, flop_s = row.rates()
             first = first or sam_s
             limit = peak["bf16" if dtype is not None else "fp32"]
             print(f"| {label} | {tok_s:.0f} | {sam_s:.2f} | {sam_s / first:.2f}x | "
-                  f"{padding_share(samples[system].lengths(), plan[1:] or plan):.0%} | {flop_s / 1e9:.1f} | "
+                  f"{padding_share(row.samples.lengths(), row.plan[1:] or row.plan):.0%} | {flop_s / 1e9:.1f} | "
                   f"{flop_s / limit:.0%} ({'bf16' if dtype is not None else 'fp32'}) |")
-            del model
+        del table
         print()
 
-    print(f"## reference pass and ranking ({args.prompts} prompts; likelihood and beam over {args.items} titles)\n")
+    print(f"## reference pass and ranking ({args.prompts} prompts; likelihood and beam over {args.items} titles; "
+          f"fp32 and bf16 calls interleaved)\n")
     print("| stage | options | tokens/s | prompts/s | speed-up | GFLOP/s | of matmul limit |")
     print("|---|---|---|---|---|---|---|")
     model = base
     embedder = BackboneEmbedder(base, tokenizers["default"])
+    options = {"fp32": (None, "default"), "bf16 autocast + empty system turn": (BF16, "empty" if chat else "default")}
     for stage in ("reference pass", "grounding", "likelihood", "beam"):
+        runs, work = {}, {}
+        for label, (dtype, system) in options.items():
+            runs[label], work[label] = ranking_run(stage, model, dtype, tokenizers[system], samples[system], titles,
+                                                   chat, embedder, args, shape)
+        timed = interleaved(runs, args.repeats)
         first = None
-        for label, dtype, system in (("fp32", None, "default"), ("bf16 autocast + empty system turn", BF16, "empty")):
-            if system == "empty" and not chat:
-                system = "default"
-            tok = tokenizers[system]
-            set_autocast(model, dtype)
-            s = samples[system]
-            prompts = s.prompts[: args.prompts]
-            completions = [encode_completion(tok, t, chat) for t in titles[: args.items]]
-            catalogue = Catalogue(items=list(range(len(completions))), completions=completions,
-                                  eos_id=tok.eos_token_id, pad_id=pad)
-            if stage == "reference pass":
-                batch = left_padded(s.prompts[: args.batch] * 2, s.chosen[: args.batch] + s.rejected[: args.batch],
-                                    pad, "cpu")
-
-                def go():
-                    with torch.no_grad():
-                        return completion_logps(model, *batch)[0]
-                seconds, _ = timed_inference(go)
-                tokens = float(batch[1].sum())
-                flops = shape.forward(batch[0].numel(), len(batch[0]) * int(batch[3].max()))
-                count = args.batch
-            elif stage == "grounding":
-                seconds, result = timed_inference(lambda: rank("grounding", model, prompts, catalogue, k=10,
-                                                               batch_size=args.batch, tokenizer=tok,
-                                                               embedder=embedder, max_new_tokens=16))
-                new = 16 * len(prompts)   # an upper bound: generation stops at EOS
-                tokens = sum(len(p) for p in prompts) + new
-                flops = shape.forward(tokens, new + len(prompts))
-                count = len(prompts)
-            elif stage == "likelihood":
-                from methods.ranking.likelihood import score_all
-
-                seconds, scores = timed_inference(lambda: score_all(model, prompts, catalogue, args.batch, top=10,
-                                                                    bound_tokens=2 if chat else 1))
-                scored = np.isfinite(scores)
-                title_tokens = sum(int(scored[:, j].sum()) * (len(c) - 1) for j, c in enumerate(completions))
-                tokens = sum(len(p) for p in prompts) + title_tokens
-                flops = shape.forward(tokens, title_tokens + len(prompts))
-                count = len(prompts)
-            else:
-                seconds, _ = timed_inference(lambda: rank("beam", model, prompts, catalogue, k=args.beams,
-                                                          batch_size=max(1, args.batch // 4)))
-                steps_ = max(len(c) for c in completions)
-                tokens = sum(len(p) for p in prompts) + steps_ * args.beams * len(prompts)
-                flops = shape.forward(tokens, tokens)
-                count = len(prompts)
-            rate = count / seconds
+        for label, (seconds, result) in timed.items():
+            count, tokens, flops = work[label](result)
+            rate = count * args.repeats / seconds
             first = first or rate
-            limit = peak["bf16" if dtype is not None else "fp32"]
-            print(f"| {stage} | {label} | {tokens / seconds:.0f} | {rate:.2f} | {rate / first:.2f}x | "
-                  f"{flops / seconds / 1e9:.1f} | {flops / seconds / limit:.0%} |")
-    set_autocast(model, None)
+            flop_s = flops * args.repeats / seconds
+            limit = peak["bf16" if options[label][0] is not None else "fp32"]
+            print(f"| {stage} | {label} | {tokens * args.repeats / seconds:.0f} | {rate:.2f} | {rate / first:.2f}x | "
+                  f"{flop_s / 1e9:.1f} | {flop_s / limit:.0%} |")
     again = probe()     # how far a shared machine's load drifted during the run
     print(f"\nmatmul again at the end: fp32 {again['fp32'] / 1e9:.1f} GFLOP/s, bf16 {again['bf16'] / 1e9:.1f} GFLOP/s; "
           f"the fractions above use the first probe")
