@@ -40,6 +40,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, help="training seed (the split seed is data.split_seed)")
     r.add_argument("--ranking", help=f"ranking protocol: {', '.join(PROTOCOLS.names())} (default: the profile's)")
     r.add_argument("--negatives", type=int, help="rejected responses per prompt for preference methods")
+    r.add_argument("--retrain", action="store_true",
+                   help="train every method again instead of ranking its cached fit (<cache>/fits/; a fit is "
+                        "cached under everything that shaped it except the ranking settings)")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a profile value (data.shift=iid, sft.epochs=2, causaldpo.mmd_weight=0.5)")
     ls = sub.add_parser("ls", help="list datasets, shifts, methods, ranking protocols and profiles; "
@@ -193,7 +196,7 @@ def run_command(args) -> int:
 
     check_writable(cfg.results_dir, "results_dir")  # before hours of training, not after
     log(f"run: {', '.join(names)} on {cfg.data.dataset}/{cfg.data.shift}, profile {cfg.profile}, seed {cfg.seed}")
-    records = run(cfg, names, log)
+    records = run(cfg, names, log, reuse_fits=not args.retrain)
     if os.environ.get("RANK", "0") == "0":
         print_table(records)
     return 0

@@ -110,3 +110,16 @@ def test_under_two_launched_processes_the_main_one_saves_and_both_reuse(tmp_path
         recs = [json.loads(p.read_text()) for p in (tmp_path / protocol).rglob("*.json")]
         assert {r["fit"]["key"] for r in recs} == {p.name for p in entries}
         assert all(r["fit"]["reused"] is (protocol == "grounding") for r in recs)
+
+
+def test_retrain_on_the_command_line_trains_a_cached_fit_again(first, capsys):
+    """`bench run --retrain` ignores the entry the first run kept (same settings, same cache) and trains."""
+    from bench.cli import main
+    tmp, records, _ = first
+    main(["run", "--profile", "smoke", "--methods", "dpo", "--shift", "temporal", "--retrain",
+          "--set", f"results_dir={tmp / 'retrained'}", "--set", f"cache_dir={tmp / 'cache'}"])
+    out = capsys.readouterr()
+    log = out.out + out.err
+    assert trained(log) and "fit: reusing" not in log
+    record = json.loads(next((tmp / "retrained").rglob("*.json")).read_text())
+    assert record["fit"]["reused"] is False and record["fit"]["key"] == records["dpo"]["fit"]["key"]
