@@ -88,8 +88,11 @@ class Cell:
             f"{'chat template' if self.chat else 'plain template'}, "
             f"mean prompt {np.mean([len(p) for p in self.train_prompts]):.0f} tokens")
 
-        sft_identity = {"split": self.split.fingerprint, "backbone": dataclasses.asdict(cfg.backbone),
-                        "sft": dataclasses.asdict(cfg.sft), "seed": cfg.seed, "history_len": data.history_len,
+        # the backbone and SFT settings that differ from their defaults (as records are keyed, `stable_config`): a
+        # field added later with a behaviour-keeping default leaves every cached SFT model (and fit) found
+        backbone = {k: v for k, v in non_default(cfg.backbone).items() if k != "allow_download"}
+        sft_identity = {"split": self.split.fingerprint, "backbone": backbone, "sft": non_default(cfg.sft),
+                        "seed": cfg.seed, "history_len": data.history_len,
                         "max_train_samples": data.max_train_samples, "tokenizer": len(self.tokenizer)}
         if data.titles != "catalogue":  # absent at the default, so models cached before the option stay found
             sft_identity["titles"] = data.titles
@@ -190,6 +193,12 @@ class Cell:
                          "targets_excluded": None if exclude is None else   # 0: a target is never a training item
                          int(sum(t in e for t, e in zip(targets, exclude)))}
         return out
+
+
+def non_default(settings) -> dict:
+    """A config dataclass's fields whose values differ from the class's defaults, as plain JSON values."""
+    defaults = _plain(dataclasses.asdict(type(settings)()))
+    return {k: v for k, v in _plain(dataclasses.asdict(settings)).items() if defaults.get(k, _MISSING) != v}
 
 
 VOLATILE = ("results_dir", "cache_dir", "method_overrides", "device")  # do not change a result

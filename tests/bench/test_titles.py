@@ -72,3 +72,19 @@ def test_prompts_and_completions_write_the_natural_titles_and_the_sft_model_is_a
     monkeypatch.setattr("bench.pipeline.load_tokenizer",
                         lambda backbone, texts, cache: load_tokenizer(backbone, both + texts, cache))
     assert _cell(tmp_path, "catalogue").sft_tag != _cell(tmp_path, "natural").sft_tag
+
+
+def test_the_sft_model_is_keyed_by_the_settings_that_differ_from_their_defaults(tmp_path):
+    """A setting at its default (given or not) and `allow_download` leave the SFT tag alone, so a field added later
+    with a behaviour-keeping default keeps every cached SFT model (and the fits keyed by it) found; a setting
+    that changes the model changes the tag."""
+    def tag(*sets):
+        cfg = load_profile("smoke")
+        apply_overrides(cfg, [f"results_dir={tmp_path / 'results'}", f"cache_dir={tmp_path / 'cache'}",
+                              "data.shift=temporal", *sets], [])
+        return Cell(cfg, log=lambda _: None).sft_tag
+
+    plain = tag()
+    assert tag("backbone.autocast=fp32", "sft.group_by_length=false") == plain      # the defaults, spelt out
+    assert tag("backbone.allow_download=true") == plain
+    assert tag("backbone.lora=true") != plain and tag("sft.learning_rate=0.01") != plain
