@@ -81,7 +81,9 @@ class Method:
     uses_sft: ClassVar[bool] = True
     shifts: ClassVar[tuple[str, ...] | None] = None  # the shifts it is defined for (None: every shift)
     # The harness keeps the trained model of a fit that returns `ctx.recommender(model)` and ranks it again under
-    # any protocol without fitting (`bench.fits`); False for a fit that only loads a model the cache already holds.
+    # any protocol without fitting (`bench.fits`); the cost planner counts such a fit once. False for a fit that
+    # only loads a model the cache already holds, or that returns a recommender of its own (which the cache cannot
+    # rebuild: it would be trained again under every protocol anyway).
     fit_cacheable: ClassVar[bool] = True
 
     def __init__(self, config=None):

@@ -69,6 +69,7 @@ class _FixedRanker:
 @register
 class MostPopular(Method):
     name = "mostpop"
+    fit_cacheable = False  # a ranking of its own
     paper = Paper("Most popular items (non-personalised sanity baseline)", "")
     Config = NoConfig
     uses_sft = False
@@ -85,6 +86,7 @@ class MostPopular(Method):
 @register
 class RandomRanking(Method):
     name = "random"
+    fit_cacheable = False  # a ranking of its own
     paper = Paper("Uniformly random ranking (chance level)", "")
     Config = NoConfig
     uses_sft = False
@@ -133,6 +135,7 @@ class ImputationOracle(Method):
     """The exposure shift's generating model as a reference row: a ceiling, never a method."""
 
     name = "oracle-mf"
+    fit_cacheable = False  # a ranking of its own
     paper = Paper("Reference ceiling: the exposure shift's own imputation MF (biased MF, Saito 2020)", "",
                   "ranks by the MF that drew the OOD targets; exposure only; labelled as a ceiling")
     Config = NoConfig

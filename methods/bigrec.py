@@ -70,6 +70,7 @@ def popularity_adjust(counts: np.ndarray, gamma: float, device):
 @register
 class BIGRec(Method):
     name = "bigrec"
+    fit_cacheable = False  # the SFT model itself, under its own grounding or the run's protocol
     paper = Paper("A Bi-Step Grounding Paradigm for Large Language Models in Recommendation Systems", "2308.08434",
                   "shared completion-only SFT model; grounding protocol with the base backbone as embedder")
     Config = BIGRecConfig

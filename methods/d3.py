@@ -110,6 +110,7 @@ class D3Recommender:
 @register
 class D3(Method):
     name = "d3"
+    fit_cacheable = False  # its own decoding with a SASRec assistant
     paper = Paper("Decoding Matters: Addressing Amplification Bias and Homogeneity Issue for LLM-based "
                   "Recommendation", "2406.14900")
     Config = D3Config

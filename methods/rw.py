@@ -116,6 +116,7 @@ def _none_for_nan(values: np.ndarray) -> list:
 @register
 class RW(Method):
     name = "rw"
+    fit_cacheable = False  # its own re-ranking of the protocol's list
     paper = Paper("Item-side Fairness of Large Language Model-based Recommendation System", "2402.15215",
                   "IFairLRS reweighting (per-sample weighted CE) + our greedy calibrated re-ranking")
     Config = RWConfig

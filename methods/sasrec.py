@@ -249,6 +249,7 @@ class SASRecRecommender:
 @register
 class SASRecMethod(Method):
     name = "sasrec"
+    fit_cacheable = False  # RecBole's model and its own recommender
     paper = Paper("Self-Attentive Sequential Recommendation", "1808.09781", note="RecBole 1.2.1 implementation")
     Config = SASRecConfig
     uses_sft = False

@@ -12,10 +12,9 @@ the reference log-probs of one pair set) is counted once per group.
 A fit is counted once per *fit identity* (`fit_identity`: the cell's config without its ranking settings and the
 test samples' settings, and the method's settings, as `bench.pipeline.fit_identity`), as the pipeline's fit cache
 (`bench.fits`) trains it once: a cell that differs from an earlier one only in `ranking.*` (Tables 1g and 5g,
-Figure 3's default cell) only ranks (`CellWork.reused`). Fits the cache does not keep are counted per cell: those
-that opt out (`Method.fit_cacheable`) and those that wrap the model in their own recommender (`OWN_RECOMMENDER`,
-as listed by `bench.fits`). `reuse_fits=False` counts every cell's fit (how records made before the fit cache were
-run).
+Figure 3's default cell) only ranks (`CellWork.reused`). Fits the cache does not keep (`Method.fit_cacheable`
+False: their own recommenders, or models the cache already holds) are counted per cell. `reuse_fits=False` counts
+every cell's fit (how records made before the fit cache were run).
 
 A paper dataset that is not prepared (`splits.prepared.NotPreparedError`) is priced from a small stand-in built on
 the fly in a temporary folder (`bench.perf.paper_standins`, the release's items and popularity law, 1/N of its
@@ -51,9 +50,6 @@ from splits.prepared import NotPreparedError
 from splits.samples import build_samples
 
 TOKEN_SAMPLE = 1000
-# methods whose fit returns its own recommender, which the fit cache does not keep (`bench.fits`: SASRec, D3, RW's
-# re-ranking, BIGRec's grounding, the fixed rankers); their fits are counted per cell
-OWN_RECOMMENDER = ("sasrec", "d3", "rw", "bigrec", "mostpop", "random", "oracle-mf")
 STANDIN_RATINGS = 250_000   # ratings of the small stand-in an unprepared paper dataset is priced on (seconds)
 
 
@@ -131,7 +127,7 @@ def grid_work(profile: str, tables: list[str], seeds: list[int], extra_sets: lis
             first.sft_tables = tuple(sorted({*first.sft_tables, *(t for c in group.cells for t in in_tables[c])}))
         for cell, method in zip(group.cells, resolved):
             fit = fit_identity(cell.method, method, cell_config(profile, cell, extra_sets, names))
-            cached = reuse_fits and method.fit_cacheable and cell.method not in OWN_RECOMMENDER
+            cached = reuse_fits and method.fit_cacheable
             work.cells.append(CellWork(cell.method, method.workload(size.size), method.ranking_key(cfg.ranking),
                                        tuple(in_tables[cell]), fit if cached else "", cached and fit in fits))
             if cached:
