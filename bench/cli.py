@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     except (UnknownNameError, ConfigError, BackboneError, OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except FloatingPointError as err:  # methods.train.preference.NonFiniteLoss, the SFT loss: "... at step N"
+    except FloatingPointError as err:  # methods.train.preference_trainer.NonFiniteLoss, the SFT loss: "... at step N"
         print(f"error: {err}", file=sys.stderr)
         return 1
 

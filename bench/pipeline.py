@@ -25,7 +25,7 @@ from methods.base import MethodContext, TrainingSamples
 from methods.ranking import Catalogue, ProtocolRecommender, rank
 from methods.ranking.grounding import ranking_options
 from methods.train import distributed
-from methods.train.preference import cached_reference_logps
+from methods.train.preference_trainer import cached_reference_logps
 from methods.train.sft import cached_sft, run_sft
 from splits import build_split, load_dataset
 from splits.groups import popularity_groups, time_periods
@@ -38,7 +38,7 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-class Cell:
+class PreparedCell:
     """Everything shared by the methods of one (dataset, shift, split seed, training seed, backbone) cell."""
 
     def __init__(self, cfg: RunConfig, log: Callable[[str], None]):
@@ -248,7 +248,7 @@ def _plain(value):
 NOT_FIT_SETTINGS = {"data": ("max_eval_samples", "eval_parts")}  # the test samples: a fit never sees them
 
 
-def fit_identity(cell: Cell, name: str, hyperparameters: dict) -> dict:
+def fit_identity(cell: PreparedCell, name: str, hyperparameters: dict) -> dict:
     """Everything that shapes a method's trained model (the fit cache's key, `bench.fits`): the SFT model's tag
     (split fingerprint, backbone, SFT config, seed, CPU thread count), the method and its hyperparameters, the
     run config without the ranking section, the test samples' settings and the volatile fields, and the device
@@ -276,7 +276,7 @@ def run(cfg: RunConfig, method_names: list[str], log: Callable[[str], None] = pr
     if cfg.ranking.k < 20:  # checked before any training: the records report HR/NDCG at 10 and 20
         raise ValueError(f"ranking.k={cfg.ranking.k}: the metrics go to K=20, so at least 20 items must be ranked")
     torch.manual_seed(cfg.seed)
-    cell = Cell(cfg, log)
+    cell = PreparedCell(cfg, log)
     env = environment(cell.device)
     if any(m.uses_sft for _, m in chosen):
         stats = cell.ensure_sft()

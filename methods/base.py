@@ -15,7 +15,7 @@ import numpy as np
 
 from methods.hparams import check_choices
 from methods.ranking import Catalogue
-from methods.workload import CellSize, Work, run_ranking_key
+from methods.declared_work import CellSize, Work, run_ranking_key
 from splits.registry import Registry
 from splits.types import Split
 
@@ -94,7 +94,7 @@ class Method:
         raise NotImplementedError
 
     def workload(self, size: CellSize) -> list[Work]:
-        """The training work of `fit` on a cell of `size`, beyond the cell's shared SFT model (`methods.workload`);
+        """The training work of `fit` on a cell of `size`, beyond the cell's shared SFT model (`methods.declared_work`);
         what the cost planner prices. None by default."""
         return []
 

@@ -31,7 +31,7 @@ import torch
 from methods.base import Method, MethodContext, Paper, register
 from methods.ranking import ProtocolRecommender
 from methods.ranking.grounding import EMBEDDERS, make_embedder
-from methods.workload import run_ranking_key
+from methods.declared_work import run_ranking_key
 
 
 @dataclass

@@ -25,7 +25,7 @@ from methods.base import MethodContext, Paper, register
 from methods.dpo import DPO
 from methods.preference import optimizer_steps, with_causal
 from methods.sprec import round_budget, self_play, self_play_workload
-from methods.workload import CellSize, Work
+from methods.declared_work import CellSize, Work
 
 CausalDPO = register(with_causal(
     DPO, name="causaldpo",

@@ -9,7 +9,7 @@ training samples):
     s'(v | h)   = g * log_softmax(LLM)(v | x, h) + (1 - g) * log p_TF(v | h)
     score(y)    = sum_t s'(y_t | y_<t)            (no length normalisation: length_penalty = 0)
 
-with P_S(i|u) = softmax_i of SASRec's logits for the user's history (see `methods.ranking.d3`). Removing the length
+with P_S(i|u) = softmax_i of SASRec's logits for the user's history (see `methods.ranking.d3_decoding`). Removing the length
 normalisation is the paper's amplification-bias fix (ghost tokens with p ~ 1 no longer inflate long titles);
 the assistant is its homogeneity fix.
 
@@ -44,10 +44,10 @@ import numpy as np
 
 from methods.base import Method, MethodContext, Paper, register
 from methods.ranking import Catalogue, score_all, top_k
-from methods.ranking.d3 import TrieMass, assistant_distribution, d3_rank
+from methods.ranking.d3_decoding import TrieMass, assistant_distribution, d3_rank
 from methods.ranking.grounding import ground_texts
 from methods.sasrec import SASRecConfig, TrainedSASRec, fit_sasrec, sasrec_workload
-from methods.workload import CellSize, Work, run_ranking_key
+from methods.declared_work import CellSize, Work, run_ranking_key
 
 
 @dataclass

@@ -34,8 +34,8 @@ from methods.causal import CausalConfig, CausalRegularizer
 from methods.losses import LOSSES, LogProbs, mean_reduce
 from methods.negatives import random_negatives
 from methods.projection import environment_projection
-from methods.train.preference import PreferencePairs, ReferenceLogps, implicit_chosen_reward, train_preference
-from methods.workload import CellSize, Work, preference_work, reference_work
+from methods.train.preference_trainer import PreferencePairs, ReferenceLogps, implicit_chosen_reward, train_preference
+from methods.declared_work import CellSize, Work, preference_work, reference_work
 from splits.groups import popularity_groups, time_periods
 
 

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from methods.base import Method, MethodContext, Paper, register
-from methods.workload import CellSize, Work, sft_work
+from methods.declared_work import CellSize, Work, sft_work
 from splits.groups import popularity_groups
 
 

@@ -48,7 +48,7 @@ import torch
 from methods.base import Method, MethodContext, Paper, register
 from methods.ranking import top_k
 from methods.recbole_compat import isolated_config, load_checkpoint, quiet, recbole
-from methods.workload import CellSize, Work
+from methods.declared_work import CellSize, Work
 from splits.samples import Samples, build_samples
 
 DATASET = "bench"  # the RecBole dataset name; no properties/dataset/<name>.yaml of RecBole's may match it

@@ -29,8 +29,8 @@ import numpy as np
 from methods.base import Method, MethodContext, Paper, register
 from methods.losses import dpo_loss, mean_reduce
 from methods.preference import optimizer_steps, preference_pairs
-from methods.train.preference import train_preference
-from methods.workload import CellSize, Work, preference_work, reference_work, sft_work
+from methods.train.preference_trainer import train_preference
+from methods.declared_work import CellSize, Work, preference_work, reference_work, sft_work
 
 
 @dataclass

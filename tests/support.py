@@ -17,7 +17,7 @@ from bench.pipeline import record_key_for
 from bench.results import record_path, write_record
 from methods.ranking import Catalogue
 from methods.ranking.trie import Trie
-from methods.train.preference import PreferencePairs
+from methods.train.preference_trainer import PreferencePairs
 
 # ---------------------------------------------------------------- token-level models and data
 VOCAB, BOS, EOS, PAD = 50, 1, 2, 0

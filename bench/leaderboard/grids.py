@@ -66,7 +66,7 @@ class TableSpec:
 
 
 @dataclass(frozen=True, order=True)
-class Cell:
+class GridCell:
     """One run record: a method on (dataset, shift) with a training seed and `--set` overrides."""
     dataset: str
     shift: str
@@ -204,14 +204,14 @@ def backbone_overrides(profile: str, role: str | None, profile_backbone: str) ->
 
 
 def row_cell(spec_row: Row, column: Column, profile: str, seed: int, profile_dataset: str,
-             profile_backbone: str) -> Cell:
+             profile_backbone: str) -> GridCell:
     overrides = backbone_overrides(profile, spec_row.backbone, profile_backbone) + spec_row.overrides
-    return Cell(dataset_for(profile, column, profile_dataset), column.shift, spec_row.method, seed,
+    return GridCell(dataset_for(profile, column, profile_dataset), column.shift, spec_row.method, seed,
                 tuple(sorted(overrides)))
 
 
 def expand(names: list[str], profile: str, seeds: list[int], profile_dataset: str,
-           profile_backbone: str) -> list[Cell]:
+           profile_backbone: str) -> list[GridCell]:
     """Every cell the named tables need, once each, in a stable order."""
     cells = {row_cell(row, column, profile, seed, profile_dataset, profile_backbone)
              for name in names for column in TABLES[name].columns for row in TABLES[name].rows for seed in seeds

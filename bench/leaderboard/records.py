@@ -15,7 +15,7 @@ import functools
 from pathlib import Path
 
 from bench.config import SECTIONS, RunConfig, apply_overrides, load_profile
-from bench.leaderboard.grids import Cell
+from bench.leaderboard.grids import GridCell
 from bench.pipeline import record_key_for, stable_config, stable_hyperparameters
 from bench.results import read_records, record_key
 
@@ -34,7 +34,7 @@ def pipeline_key(record: dict) -> str:
     return record_key_for(record["method"], record["hyperparameters"], record["config"], record["split_fingerprint"])
 
 
-def cell_config(profile: str, cell: Cell, extra_sets: list[str] = (), method_names: list[str] | None = None
+def cell_config(profile: str, cell: GridCell, extra_sets: list[str] = (), method_names: list[str] | None = None
                 ) -> RunConfig:
     """The run configuration of a cell: the profile, the cell's dataset/shift/seed/overrides, then `extra_sets`.
 
@@ -60,7 +60,7 @@ def profile_config(name: str) -> RunConfig:
     return load_profile(name)
 
 
-def cell_identity(profile: str, cell: Cell, extra_sets: list[str] = ()) -> str | None:
+def cell_identity(profile: str, cell: GridCell, extra_sets: list[str] = ()) -> str | None:
     """The identity of the cell's record, or None when the method is not registered (yet)."""
     import methods
     from splits.registry import UnknownNameError

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from bench.leaderboard.grids import Cell
+from bench.leaderboard.grids import GridCell
 from bench.leaderboard.locks import DEFAULT_STALE_AFTER, GroupLock
 from bench.leaderboard.records import RecordIndex, cell_config, cell_identity
 from methods.train.cache import remove_stale_temporaries
@@ -38,7 +38,7 @@ class Group:
     shift: str
     seed: int
     overrides: tuple[str, ...]
-    cells: list[Cell] = field(default_factory=list)
+    cells: list[GridCell] = field(default_factory=list)
 
     @property
     def id(self) -> str:
@@ -58,7 +58,7 @@ class Group:
         return f"{self.dataset}/{self.shift} seed {self.seed}{sets}"
 
 
-def group_cells(cells: list[Cell]) -> list[Group]:
+def group_cells(cells: list[GridCell]) -> list[Group]:
     groups: dict[tuple, Group] = {}
     for cell in sorted(set(cells)):
         groups.setdefault(cell.group, Group(*cell.group)).cells.append(cell)
@@ -106,10 +106,10 @@ class GridRunner:
         self.cache_dir = cache_dir
         self.run_fn, self.stale_after = run_fn, stale_after
 
-    def identity(self, cell: Cell) -> str | None:
+    def identity(self, cell: GridCell) -> str | None:
         return cell_identity(self.profile, cell, self.extra_sets)
 
-    def missing(self, group: Group, index: RecordIndex, summary: Summary | None = None) -> list[Cell]:
+    def missing(self, group: Group, index: RecordIndex, summary: Summary | None = None) -> list[GridCell]:
         """Cells of the group with no record yet (and a registered method)."""
         todo = []
         for cell in group.cells:
@@ -126,7 +126,7 @@ class GridRunner:
     def lock(self, group: Group) -> GroupLock:
         return GroupLock(self.results_dir / ".locks" / f"{group.id}.lock", self.stale_after)
 
-    def config(self, group: Group, cells: list[Cell]):
+    def config(self, group: Group, cells: list[GridCell]):
         cfg = cell_config(self.profile, cells[0], self.extra_sets, [c.method for c in cells])
         cfg.results_dir = str(self.results_dir)
         if self.cache_dir is not None:

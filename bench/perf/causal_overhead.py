@@ -24,7 +24,7 @@ from bench.config import BackboneConfig
 from methods.causal import CausalConfig, CausalRegularizer
 from methods.losses import dpo_loss, mean_reduce
 from methods.train.config import PreferenceConfig
-from methods.train.preference import PreferencePairs, reference_logps, train_preference
+from methods.train.preference_trainer import PreferencePairs, reference_logps, train_preference
 
 ARCHS = {  # published shapes (config.json of each model); vocabulary sizes as released
     "tiny": (LlamaConfig, dict(vocab_size=2740, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,

@@ -5,7 +5,7 @@ One process, one random-init model (`--arch`, default the tiny profile's Llama; 
 1. likelihood full-catalogue ranking (`methods.ranking.score_all`), seconds per test prompt vs catalogue size, on
    synthetic catalogues of Zipf-like titles (`ranking_speed.build`: 1-7 title tokens + EOS), 60-token prompts;
 2. the same vs history length: a history of h items is a prompt of about 10 + 5h tokens (tiny titles ~5 tokens);
-3. preference training (`methods.train.preference.train_preference`, DPO loss, batch 16) milliseconds per step vs history;
+3. preference training (`methods.train.preference_trainer.train_preference`, DPO loss, batch 16) milliseconds per step vs history;
 4. the same vs the number of negatives K (the trainer runs (1+K)·B rows in one forward), with and without the causal
    regularizer (`CausalRegularizer`), whose extra cost should not grow with K (it sees the B chosen rows only).
 
@@ -50,7 +50,7 @@ from methods.losses import dpo_loss, mean_reduce
 from methods.ranking import score_all
 from methods.ranking.likelihood import _plan
 from methods.train.config import PreferenceConfig
-from methods.train.preference import PreferencePairs, train_preference
+from methods.train.preference_trainer import PreferencePairs, train_preference
 
 TITLE_LEN = 4          # + EOS: 5 tokens per completion, as tiny titles
 BASE_HISTORY = 10      # the profiles' history length (data.history_len)

@@ -11,14 +11,14 @@ duration of the run (and restored after), each wrapper timing its call and profi
 |---|---|
 | data + split | `load_dataset`, `build_split` |
 | samples | `build_samples` |
-| tokenizer + prompts | `load_tokenizer` (trains the tiny word-level tokenizer), `Cell.encode` |
+| tokenizer + prompts | `load_tokenizer` (trains the tiny word-level tokenizer), `PreparedCell.encode` |
 | SFT | `cached_sft` (the cell's shared SFT model) |
-| load SFT model | `Cell.sft_model` |
+| load SFT model | `PreparedCell.sft_model` |
 | reference pass | `cached_reference_logps` (loading the reference model included) |
-| preference training | `methods.train.preference.train_preference`, wherever a method imported it |
-| sprec: self-play generation | `Cell.predict_top1` (trie-constrained greedy over the drawn training samples) |
-| sprec: SFT step | `Cell.sft_step` |
-| ranking + metrics | `Cell.evaluate` (full-catalogue likelihood ranking of the test samples) |
+| preference training | `methods.train.preference_trainer.train_preference`, wherever a method imported it |
+| sprec: self-play generation | `PreparedCell.predict_top1` (trie-constrained greedy over the drawn training samples) |
+| sprec: SFT step | `PreparedCell.sft_step` |
+| ranking + metrics | `PreparedCell.evaluate` (full-catalogue likelihood ranking of the test samples) |
 
 Printed: wall seconds and share of each stage (the rest of the run is "other"), then for the `--top` heaviest
 stages the functions with the most cumulative time (cProfile) and the torch ops with the most self CPU time. Both
@@ -47,9 +47,9 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-import methods.train.preference
+import methods.train.preference_trainer
 from bench import cli, pipeline
-from bench.pipeline import Cell
+from bench.pipeline import PreparedCell
 
 ROOT = Path(__file__).resolve().parents[2]
 OTHER = "other (between stages)"
@@ -57,13 +57,13 @@ PASS_THROUGH = {"_wrapped_call_impl", "_call_impl", "wrapped_func", "wrapper"}  
 STAGES = [  # (label, owner, attribute); owner is a module or a class
     ("data + split", pipeline, "load_dataset"), ("data + split", pipeline, "build_split"),
     ("samples", pipeline, "build_samples"),
-    ("tokenizer + prompts", pipeline, "load_tokenizer"), ("tokenizer + prompts", Cell, "encode"),
+    ("tokenizer + prompts", pipeline, "load_tokenizer"), ("tokenizer + prompts", PreparedCell, "encode"),
     ("SFT", pipeline, "cached_sft"),
-    ("load SFT model", Cell, "sft_model"),
+    ("load SFT model", PreparedCell, "sft_model"),
     ("reference pass", pipeline, "cached_reference_logps"),
-    ("sprec: self-play generation", Cell, "predict_top1"),
-    ("sprec: SFT step", Cell, "sft_step"),
-    ("ranking + metrics", Cell, "evaluate"),
+    ("sprec: self-play generation", PreparedCell, "predict_top1"),
+    ("sprec: SFT step", PreparedCell, "sft_step"),
+    ("ranking + metrics", PreparedCell, "evaluate"),
 ]
 
 
@@ -152,7 +152,7 @@ def self_cpu_times(tprof) -> dict[str, tuple[float, int]]:
 def wrapped_stages(stages: StageProfiler):
     """Install the stage wrappers, restore the originals on exit."""
     patches = [(owner, name, label) for label, owner, name in STAGES]
-    original = methods.train.preference.train_preference   # imported by name into several method modules
+    original = methods.train.preference_trainer.train_preference   # imported by name into several method modules
     patches += [(module, name, "preference training") for module in list(sys.modules.values()) if module is not None
                 for name, value in list(vars(module).items()) if value is original]
     saved = [(owner, name, vars(owner)[name]) for owner, name, _ in patches]

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from bench.config import load_profile
-from bench.pipeline import Cell
+from bench.pipeline import PreparedCell
 from methods.ranking import score_all, top_k
 
 
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg.data.shift = args.shift
     if args.cache:
         cfg.cache_dir = args.cache
-    cell = Cell(cfg, lambda line: print(f"[cell] {line}"))
+    cell = PreparedCell(cfg, lambda line: print(f"[cell] {line}"))
     cell.ensure_sft()
     model = cell.sft_model()
     part = next(iter(cell.eval_prompts))

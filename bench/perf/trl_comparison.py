@@ -85,7 +85,7 @@ from bench.perf.causal_overhead import ARCHS, build, random_pairs
 from methods.losses import dpo_loss, mean_reduce
 from methods.train.config import PreferenceConfig
 from methods.train.loop import EpochTimer, training_arguments
-from methods.train.preference import (PairCollator, PairDataset, PreferencePairs, PreferenceTrainer, reference_logps,
+from methods.train.preference_trainer import (PairCollator, PairDataset, PreferencePairs, PreferenceTrainer, reference_logps,
                                       train_preference)
 
 BETA, PAD, REF_BATCH = 0.1, 0, 32

@@ -23,7 +23,7 @@ import torch
 
 import methods
 from bench.config import RankingConfig
-from bench.pipeline import Cell
+from bench.pipeline import PreparedCell
 from bench.planner.prices import FIXED_RANKINGS, Calibration
 from bench.results import GIT_COMMIT, device_name
 from methods.d3 import D3Config, D3Recommender
@@ -33,7 +33,7 @@ from methods.ranking import ProtocolRecommender
 from methods.ranking.grounding import ranking_options
 from methods.sasrec import SASRecConfig, SASRecRecommender, fit_sasrec
 from methods.train import distributed
-from methods.train.preference import ReferenceLogps, reference_logps
+from methods.train.preference_trainer import ReferenceLogps, reference_logps
 from methods.train.sft import cached_entry
 
 STEPS = 24
@@ -42,7 +42,7 @@ STEPS = 24
 def calibrate(cfg, ranking_keys: list[str], max_negatives: int, log=print, rank_seconds: float = 20.0,
               rank_prompts: int = 256) -> Calibration:
     start = time.perf_counter()
-    cell = Cell(cfg, log)
+    cell = PreparedCell(cfg, log)
     setup = time.perf_counter() - start
     rng = np.random.default_rng(cfg.seed)
     with tempfile.TemporaryDirectory(prefix="calibrate-") as out:
@@ -74,7 +74,7 @@ def calibrate(cfg, ranking_keys: list[str], max_negatives: int, log=print, rank_
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), git_commit=GIT_COMMIT, **preference)
 
 
-def _time_sft(cell: Cell, rng, log):
+def _time_sft(cell: PreparedCell, rng, log):
     """STEPS SFT steps from the base model: (the model, {seconds per step, run start-up seconds, steps})."""
     sft = cell.cfg.sft
     per_step = sft.batch_size * sft.grad_accum
@@ -119,7 +119,7 @@ def _time_preference(ctx, model, rng, max_negatives: int, log) -> dict:
     return out
 
 
-def _time_rankings(cell: Cell, keys: list[str], model, sasrec, budget: float, most: int, log) -> dict[str, float]:
+def _time_rankings(cell: PreparedCell, keys: list[str], model, sasrec, budget: float, most: int, log) -> dict[str, float]:
     """Seconds per prompt of each ranking key on the first evaluation prompts, each until `budget` seconds have
     passed or `most` prompts are ranked (at least one batch), after one untimed batch (the grid builds an
     embedder's title embeddings once per group, outside the records' ranking time); keys marked `@base` on the
@@ -148,8 +148,8 @@ def _time_rankings(cell: Cell, keys: list[str], model, sasrec, budget: float, mo
     return rank
 
 
-def _recommender(key: str, cell: Cell, model, sasrec):
-    """The recommender a ranking key stands for (`methods.workload.run_ranking_key`, `Method.ranking_key`)."""
+def _recommender(key: str, cell: PreparedCell, model, sasrec):
+    """The recommender a ranking key stands for (`methods.declared_work.run_ranking_key`, `Method.ranking_key`)."""
     if key == "sasrec":
         return SASRecRecommender(sasrec)
     if key.startswith("d3"):

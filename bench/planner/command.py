@@ -3,7 +3,7 @@
     python -m bench plan --profile tiny [--tables all] [--seeds 0,1,2] [--set KEY=VALUE]
                          [--calibrate | --calibration FILE | --tflops T [--mfu U]] [--results DIR]
 
-Counts come from the grid's cells and the data (`bench.planner.workload`: a fit counted once per fit identity; an
+Counts come from the grid's cells and the data (`bench.planner.grid_work`: a fit counted once per fit identity; an
 unprepared paper dataset from a stand-in, said so in the header); seconds from a calibration measured here
 with `--calibrate` (saved under the cache folder, reused by later plans on the same device), a calibration file, the
 profile's committed one (`leaderboards/<profile>/calibration.json`, for its device), or FLOPs at `--mfu` x the
@@ -49,7 +49,7 @@ def add_parser(sub) -> None:
 def plan_command(args, log) -> int:
     from bench.leaderboard.command import _setup
     from bench.leaderboard.records import cell_config, profile_config
-    from bench.planner.workload import fits_per_cell, grid_work
+    from bench.planner.grid_work import fits_per_cell, grid_work
 
     names, seeds = _setup(args)
     cfg = profile_config(args.profile)

@@ -27,7 +27,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from methods.workload import Work
+from methods.declared_work import Work
 
 FIXED_RANKINGS = ("fixed",)
 

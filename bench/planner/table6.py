@@ -4,7 +4,7 @@ DPO 2,482 s, CausalDPO 2,971 s): `python -m bench.planner.table6 [--mfu U] [--ca
 The planner's FLOPs price of one epoch is ``pairs x (1 + K) sequences x tokens per sequence x FLOPs per token /
 (GPUs x peak x utilisation)``, FLOPs per token 6N trained (4N with LoRA) + 2N with gradient checkpointing, + 2N
 when the reference model's forward runs on the fly every epoch (the planner counts it once per pair set, cached).
-The pairs and tokens are the paper profile's Book-Crossing exposure cell (`bench.planner.workload`: the prepared
+The pairs and tokens are the paper profile's Book-Crossing exposure cell (`bench.planner.grid_work`: the prepared
 data, or a stand-in extrapolated to the release when it is not prepared). The planner prices CausalDPO's epoch as
 DPO's: its regularizer adds no FLOPs it counts (measured: 0.96 of DPO's step on one H200).
 """
@@ -42,7 +42,7 @@ def table6_rows(pairs: int, negatives: int, tokens_per_sequence: float, params: 
 
 def main(argv: list[str] | None = None) -> int:
     from bench.planner.command import KNOWN_PARAMETERS
-    from bench.planner.workload import grid_work
+    from bench.planner.grid_work import grid_work
 
     p = argparse.ArgumentParser(prog="python -m bench.planner.table6", description=__doc__.splitlines()[0])
     p.add_argument("--mfu", type=float, default=default_utilisation(), help="utilisation (default: the H200 check's)")

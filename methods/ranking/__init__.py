@@ -7,7 +7,7 @@ method returns. The protocols (`PROTOCOLS`), each registered where it is impleme
 * ``beam`` (`methods.ranking.beam`): trie-constrained beam search, the beams being the list;
 * ``grounding`` (`methods.ranking.grounding`): unconstrained generation matched to every title by L2 distance.
 
-`methods.ranking.d3` holds D3's decoding rule (constrained beam search mixed with a text-free assistant), which is
+`methods.ranking.d3_decoding` holds D3's decoding rule (constrained beam search mixed with a text-free assistant), which is
 D3's own way of ranking rather than a protocol for every method.
 """
 from methods.ranking import beam, grounding, likelihood  # noqa: F401  (registers the protocols)

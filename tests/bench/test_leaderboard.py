@@ -16,7 +16,7 @@ import pytest
 
 from bench.leaderboard import grids, render
 from bench.leaderboard.compare import compare_table
-from bench.leaderboard.grids import TABLES, Cell, expand, table_names
+from bench.leaderboard.grids import TABLES, GridCell, expand, table_names
 from bench.leaderboard.locks import GroupLock
 from bench.leaderboard.paper import load_paper, load_table2
 from bench.leaderboard.records import RecordIndex, cell_config, cell_identity, pipeline_key, record_identity
@@ -32,7 +32,7 @@ PAPER_SHAPES = {  # file: (lines = datasets x metrics, row labels)
 }
 
 
-def write_fake(results_dir, profile: str, cell: Cell, hr10: float, **kw) -> dict:
+def write_fake(results_dir, profile: str, cell: GridCell, hr10: float, **kw) -> dict:
     cfg = cell_config(profile, cell)
     cfg.results_dir = str(results_dir)
     rec = fake_record(cfg, cell.method, hr10, **kw)
@@ -133,18 +133,18 @@ def test_parse_shard():
 # --- records, resume, locks -------------------------------------------------------------------------------------
 
 def test_identity_of_a_record_equals_the_cells():
-    cell = Cell("ml-100k", "temporal", "dpo", 0)
+    cell = GridCell("ml-100k", "temporal", "dpo", 0)
     rec = fake_record(cell_config("tiny", cell), "dpo", 0.01)
     assert record_identity(rec) == cell_identity("tiny", cell) and pipeline_key(rec) == rec["key"]
-    assert cell_identity("tiny", Cell("ml-100k", "temporal", "dpo", 1)) != cell_identity("tiny", cell)
-    assert cell_identity("tiny", Cell("ml-100k", "temporal", "dpo", 0, ("dpo.beta=0.5",))) != cell_identity(
+    assert cell_identity("tiny", GridCell("ml-100k", "temporal", "dpo", 1)) != cell_identity("tiny", cell)
+    assert cell_identity("tiny", GridCell("ml-100k", "temporal", "dpo", 0, ("dpo.beta=0.5",))) != cell_identity(
         "tiny", cell)
 
 
 def test_a_record_made_before_a_field_existed_keeps_its_identity():
     """Records written before a config field or hyperparameter was added (with a default that keeps the old
     behaviour) are still found: settings at their defaults do not enter the identity, set ones do."""
-    cell = Cell("ml-100k", "temporal", "dpo", 0)
+    cell = GridCell("ml-100k", "temporal", "dpo", 0)
     rec = fake_record(cell_config("tiny", cell), "dpo", 0.01)
     older = copy.deepcopy(rec)
     del older["config"]["backbone"]["chat_template"], older["hyperparameters"]["beta"]   # dpo's beta at its default
@@ -153,11 +153,11 @@ def test_a_record_made_before_a_field_existed_keeps_its_identity():
     changed["config"]["backbone"]["chat_template"] = False
     assert record_identity(changed) != record_identity(rec)
     assert cell_identity("tiny", cell, ["backbone.chat_template=false"]) == record_identity(changed)
-    assert cell_identity("tiny", Cell("ml-100k", "temporal", "not-a-method", 0)) is None
+    assert cell_identity("tiny", GridCell("ml-100k", "temporal", "not-a-method", 0)) is None
 
 
 def test_resume_skips_finished_cells(tmp_path):
-    cells = [Cell("ml-100k", "temporal", m, 0) for m in ("dpo", "sft", "causaldpo")]
+    cells = [GridCell("ml-100k", "temporal", m, 0) for m in ("dpo", "sft", "causaldpo")]
     write_fake(tmp_path, "tiny", cells[0], 0.02)
     fake = FakeRun()
     runner = GridRunner("tiny", tmp_path, run_fn=fake, log=lambda m: None)
@@ -170,13 +170,13 @@ def test_resume_skips_finished_cells(tmp_path):
 
 def test_unregistered_methods_are_reported_not_run(tmp_path):
     fake = FakeRun()
-    cells = [Cell("ml-100k", "temporal", "not-a-method", 0)]
+    cells = [GridCell("ml-100k", "temporal", "not-a-method", 0)]
     summary = GridRunner("tiny", tmp_path, run_fn=fake, log=lambda m: None).run(group_cells(cells))
     assert fake.calls == [] and "not-a-method" in summary.unavailable
 
 
 def test_lock_prevents_a_second_runner(tmp_path):
-    cells = [Cell("ml-100k", "temporal", "dpo", 0)]
+    cells = [GridCell("ml-100k", "temporal", "dpo", 0)]
     fake = FakeRun()
     runner = GridRunner("tiny", tmp_path, run_fn=fake, log=lambda m: None)
     group = group_cells(cells)[0]
@@ -193,10 +193,10 @@ def test_lock_prevents_a_second_runner(tmp_path):
 def test_a_group_whose_sft_family_is_busy_is_put_off(tmp_path):
     """Groups differing only in method overrides share an SFT model: while another runner holds one of them, the
     runner does other groups first, then the put-off one (even if the family is still busy: it is put off once)."""
-    sweep = Cell("ml-100k", "temporal", "causaldpo", 0, ("causaldpo.beta=2",))
-    other_backbone = Cell("ml-100k", "temporal", "causaldpo", 0, ("backbone.name=tiny-qwen2",))
-    groups = group_cells([Cell("ml-100k", "temporal", "dpo", 0), sweep, other_backbone,
-                          Cell("ml-100k", "popularity", "dpo", 0)])
+    sweep = GridCell("ml-100k", "temporal", "causaldpo", 0, ("causaldpo.beta=2",))
+    other_backbone = GridCell("ml-100k", "temporal", "causaldpo", 0, ("backbone.name=tiny-qwen2",))
+    groups = group_cells([GridCell("ml-100k", "temporal", "dpo", 0), sweep, other_backbone,
+                          GridCell("ml-100k", "popularity", "dpo", 0)])
     main = next(g for g in groups if not g.overrides and g.shift == "temporal")
     assert {g.sft_family for g in groups if g.shift == "temporal"} == {main.sft_family,
                                                                         ("ml-100k", "temporal", 0,
@@ -240,7 +240,7 @@ def _table5_records(tmp_path, seeds=(0,)):
     for seed in seeds:
         for method, hr in TABLE5_HR10.items():
             ranks = np.where(rng.random(64) < hr * 10, 0, 20).tolist()
-            write_fake(tmp_path, "tiny", Cell("ml-100k", "temporal", method, seed), hr + seed * 1e-3, ranks=ranks,
+            write_fake(tmp_path, "tiny", GridCell("ml-100k", "temporal", method, seed), hr + seed * 1e-3, ranks=ranks,
                        seconds=10.0 + len(method))
 
 
@@ -286,7 +286,7 @@ def test_a_grounding_table_tests_every_row_against_its_own_dpo_row(tmp_path):
 
 def test_seconds_table_names_the_device(tmp_path):
     for method in ("dpo", "cpo", "simpo", "causaldpo"):
-        write_fake(tmp_path, "tiny", Cell("ml-100k", "exposure", method, 0), 0.01, seconds=12.0)
+        write_fake(tmp_path, "tiny", GridCell("ml-100k", "exposure", method, 0), 0.01, seconds=12.0)
     table = build_table("table6", "tiny", RecordIndex.load(tmp_path), [0], "ml-100k", "tiny-llama")
     assert table.value("CausalDPO", 0, "seconds/epoch").mean == 12.0
     assert "cpu (test)" in render.markdown(table)
@@ -439,7 +439,7 @@ def test_rows_name_their_protocol_and_copies_are_marked(tmp_path):
     for method, hr in (("dpo", 0.012), ("simpo", 0.012), ("causaldpo", 0.05), ("cpo", 0.02)):
         own = ranks if method in ("dpo", "simpo") else np.where(np.random.default_rng(len(method)).random(64) < hr * 10,
                                                                0, 20).tolist()
-        write_fake(tmp_path, "tiny", Cell("ml-100k", "temporal", method, 0), hr, ranks=own)
+        write_fake(tmp_path, "tiny", GridCell("ml-100k", "temporal", method, 0), hr, ranks=own)
     table = build_table("table5", "tiny", RecordIndex.load(tmp_path), [0], "ml-100k", "tiny-llama")
     assert table.identical_rows() == [("DPO", "SimPO", 0)]                 # DPO comes after SimPO in Table 5
     assert table.protocol("CausalDPO") == "likelihood" and table.protocol("Dr.DPO") == ""

@@ -16,9 +16,9 @@ from bench.planner.command import family_id, measure, predict, report
 from bench.planner.prices import (CalibratedPrices, Calibration, CalibrationError, FlopsPrices, default_utilisation,
                                   sasrec_flops)
 from bench.planner.table6 import epoch_seconds, table6_rows
-from bench.planner.workload import grid_work
+from bench.planner.grid_work import grid_work
 from methods.train.config import PreferenceConfig, SFTConfig
-from methods.workload import CellSize, Work
+from methods.declared_work import CellSize, Work
 
 SIZE = CellSize(train_samples=10_000, train_interactions=12_000, sft=SFTConfig(epochs=3, batch_size=32),
                 preference=PreferenceConfig(batch_size=16, max_pairs=4096, negatives=1))
@@ -278,7 +278,7 @@ def test_table6_arithmetic():
 
 def test_an_unprepared_paper_dataset_is_priced_from_a_stand_in_with_a_notice(tmp_path, monkeypatch, capsys):
     """Book-Crossing not prepared: a 1/20 stand-in in a temp folder, its counts x 20, nothing in the data folder."""
-    import bench.planner.workload as workload
+    import bench.planner.grid_work as workload
 
     data = tmp_path / "data"
     data.mkdir()

@@ -6,7 +6,7 @@ import pytest
 
 from bench.backbone import load_tokenizer
 from bench.config import apply_overrides, load_profile
-from bench.pipeline import Cell
+from bench.pipeline import PreparedCell
 from bench.prompts import display_titles, natural_title
 from splits.datasets import load_dataset
 
@@ -54,7 +54,7 @@ def _cell(tmp_path, style):
     cfg = load_profile("smoke")
     apply_overrides(cfg, [f"results_dir={tmp_path / 'results'}", f"cache_dir={tmp_path / 'cache'}",
                           "data.shift=temporal", f"data.titles={style}"], [])
-    return Cell(cfg, log=lambda _: None)
+    return PreparedCell(cfg, log=lambda _: None)
 
 
 def test_prompts_and_completions_write_the_natural_titles_and_the_sft_model_is_another(tmp_path, monkeypatch):
@@ -82,7 +82,7 @@ def test_the_sft_model_is_keyed_by_the_settings_that_differ_from_their_defaults(
         cfg = load_profile("smoke")
         apply_overrides(cfg, [f"results_dir={tmp_path / 'results'}", f"cache_dir={tmp_path / 'cache'}",
                               "data.shift=temporal", *sets], [])
-        return Cell(cfg, log=lambda _: None).sft_tag
+        return PreparedCell(cfg, log=lambda _: None).sft_tag
 
     plain = tag()
     assert tag("backbone.autocast=fp32", "sft.group_by_length=false") == plain      # the defaults, spelt out

@@ -78,7 +78,7 @@ import torch
 import torch.distributed as dist
 from methods.train import distributed
 
-def rows(n):   # as Cell.rank_sharded gathers them, (top-k list, valid flag), each row unlike every other
+def rows(n):   # as PreparedCell.rank_sharded gathers them, (top-k list, valid flag), each row unlike every other
     return [([i, 100 + i, 200 + i], i % 3 != 1) for i in range(n)]
 
 dist.init_process_group("gloo", init_method="file://" + init_file, rank=rank, world_size=world,

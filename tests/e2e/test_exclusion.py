@@ -7,7 +7,7 @@ import numpy as np
 
 import methods
 from bench.config import apply_overrides, load_profile
-from bench.pipeline import Cell, run
+from bench.pipeline import PreparedCell, run
 
 
 def smoke(tmp_path, *sets: str):
@@ -20,7 +20,7 @@ def smoke(tmp_path, *sets: str):
 def test_every_list_leaves_out_the_users_training_items(tmp_path):
     cfg = smoke(tmp_path)
     assert cfg.ranking.exclude_seen is True
-    cell = Cell(cfg, log=lambda _: None)
+    cell = PreparedCell(cfg, log=lambda _: None)
     samples = cell.eval_parts["ood_test"]
     exclude = cell.consumed(samples)
     train = cell.split["train"]

@@ -68,7 +68,7 @@ import numpy as np
 import pytest
 
 from bench.cli import main
-from bench.leaderboard.grids import Cell
+from bench.leaderboard.grids import GridCell
 from bench.leaderboard.locks import GroupLock
 from bench.leaderboard.records import RecordIndex
 from bench.leaderboard.runner import GridRunner, group_cells
@@ -594,7 +594,7 @@ def test_k_larger_than_the_catalogue(tmp_path, capsys):
 def test_infinite_loss_stops_with_its_step_number():
     from methods.losses import mean_reduce
     from methods.train.config import PreferenceConfig
-    from methods.train.preference import NonFiniteLoss, reference_logps, train_preference
+    from methods.train.preference_trainer import NonFiniteLoss, reference_logps, train_preference
     from tests.support import PAD, pairs, tiny_model
 
     model, data = tiny_model(), pairs(n=16, k=1)
@@ -653,7 +653,7 @@ def test_corrupt_sft_and_tokenizer_cache_entries_are_rebuilt(tmp_path, capsys):
 
 
 def test_corrupt_record_is_rerun_and_replaced(tmp_path):
-    cells = [Cell("ml-100k", "temporal", m, 0) for m in ("dpo", "sft")]
+    cells = [GridCell("ml-100k", "temporal", m, 0) for m in ("dpo", "sft")]
     runner = GridRunner("tiny", tmp_path, run_fn=FakeRun(), log=lambda m: None)
     assert len(runner.run(group_cells(cells)).ran) == 2
     broken = sorted(tmp_path.rglob("dpo-*.json"))[0]
@@ -759,7 +759,7 @@ def test_cpu_sft_cache_is_keyed_by_the_thread_count(tmp_path):
     import torch
 
     from bench.config import load_profile
-    from bench.pipeline import Cell as PipelineCell
+    from bench.pipeline import PreparedCell
 
     cfg = load_profile("smoke")
     cfg.cache_dir = str(tmp_path)
@@ -768,7 +768,7 @@ def test_cpu_sft_cache_is_keyed_by_the_thread_count(tmp_path):
         tags = []
         for threads in (1, 2, 1):
             torch.set_num_threads(threads)
-            tags.append(PipelineCell(cfg, lambda line: None).sft_tag)
+            tags.append(PreparedCell(cfg, lambda line: None).sft_tag)
     finally:
         torch.set_num_threads(before)
     assert tags[0] == tags[2] != tags[1]

@@ -40,9 +40,9 @@ if world > 1:
                             timeout=timedelta(seconds=120))
 from methods.causal import CausalConfig, CausalRegularizer
 from methods.losses import dpo_loss, mean_reduce
-from methods.train import preference as trainer_module
+from methods.train import preference_trainer as trainer_module
 from methods.train.config import PreferenceConfig
-from methods.train.preference import PreferencePairs, reference_logps
+from methods.train.preference_trainer import PreferencePairs, reference_logps
 
 torch.manual_seed(0)
 model = LlamaForCausalLM(LlamaConfig(vocab_size=40, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,

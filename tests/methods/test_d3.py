@@ -12,7 +12,7 @@ import methods
 from methods.base import TrainingSamples
 from methods.d3 import D3Recommender
 from methods.ranking import Catalogue, rank, score_all
-from methods.ranking.d3 import TextFreeAssistant, TrieMass, assistant_distribution, d3_rank
+from methods.ranking.d3_decoding import TextFreeAssistant, TrieMass, assistant_distribution, d3_rank
 from splits import build_split, load_dataset
 from splits.samples import build_samples
 from tests.support import BOS, EOS, PAD, VOCAB, catalogue_for, random_catalogue, random_prompts

@@ -69,7 +69,7 @@ PAIRWISE = ["simpo", "cpo", "drdpo", "dmpo", "rosepo", "causaldpo", "simpo+causa
 def test_declared_pairs_and_steps_are_what_the_fit_does(tmp_path):
     from bench.config import apply_overrides, load_profile
     from bench.pipeline import run
-    from bench.planner.workload import grid_work
+    from bench.planner.grid_work import grid_work
 
     cfg = apply_overrides(load_profile("smoke"), [f"results_dir={tmp_path / 'r'}", f"cache_dir={tmp_path / 'c'}",
                                                   "data.shift=exposure", "data.max_eval_samples=4"], PAIRWISE)

@@ -9,7 +9,7 @@ import torch
 import methods
 from methods.causal import CausalConfig, CausalRegularizer
 from methods.train.config import PreferenceConfig as PrefCfg
-from methods.train.preference import reference_logps, train_preference
+from methods.train.preference_trainer import reference_logps, train_preference
 from tests.support import PAD, pairs, tiny_model
 
 

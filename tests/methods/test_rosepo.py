@@ -14,7 +14,7 @@ from methods.losses import LOSSES, LogProbs, dpo_loss, rosepo_loss
 from methods.rosepo import (MFOracle, fit_mf_oracle, oracle_margins, popularity_negatives, self_hard_negatives,
                             smoothing_from_margins, strategy_slots, weighted_negatives)
 from methods.train.config import PreferenceConfig as PrefCfg
-from methods.train.preference import PairCollator, PairDataset, PreferencePairs, reference_logps, train_preference
+from methods.train.preference_trainer import PairCollator, PairDataset, PreferencePairs, reference_logps, train_preference
 from tests.support import PAD, catalogue_for, pairs, tiny_model
 
 

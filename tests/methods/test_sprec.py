@@ -6,7 +6,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from methods import resolve
 from methods.base import MethodContext, TrainingSamples
 from methods.train.config import PreferenceConfig
-from methods.train.preference import reference_logps
+from methods.train.preference_trainer import reference_logps
 from tests.support import catalogue_for
 
 

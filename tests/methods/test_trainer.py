@@ -1,4 +1,4 @@
-"""The shared preference trainer (methods/train/preference.py): completion log-probs against naive scoring (also in
+"""The shared preference trainer (methods/train/preference_trainer.py): completion log-probs against naive scoring (also in
 the trainer's own (1+K)*B layout for K > 1), the reference log-probs and their cache, one training run."""
 import tempfile
 
@@ -11,7 +11,7 @@ from methods.causal import CausalConfig, CausalRegularizer
 from methods.losses import dpo_loss, mean_reduce
 from methods.train.config import PreferenceConfig as PrefCfg
 from methods.train.loop import training_arguments
-from methods.train.preference import (NonFiniteLoss, PairCollator, PairDataset, PreferencePairs, PreferenceTrainer,
+from methods.train.preference_trainer import (NonFiniteLoss, PairCollator, PairDataset, PreferencePairs, PreferenceTrainer,
                                       cached_reference_logps, reference_logps, train_preference)
 from methods.train.sequences import completion_logps, left_padded
 from tests.support import naive_logp, pairs, tiny_model

@@ -9,9 +9,9 @@ from transformers import TrainerCallback
 
 from methods.causal import CausalConfig, CausalRegularizer
 from methods.losses import dpo_loss, dro_reduce, mean_reduce
-from methods.train import preference as trainer_module
+from methods.train import preference_trainer as trainer_module
 from methods.train.config import PreferenceConfig
-from methods.train.preference import reference_logps
+from methods.train.preference_trainer import reference_logps
 from tests.support import pairs, tiny_model
 
 PAD = 0

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-REFERENCE_BATCH = 32   # pairs per reference forward batch (methods.train.preference.reference_logps)
+REFERENCE_BATCH = 32   # pairs per reference forward batch (methods.train.preference_trainer.reference_logps)
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ from bench.leaderboard.grids import expand
 from bench.leaderboard.records import cell_config, identity, profile_config
 from bench.leaderboard.runner import Group, group_cells
 from bench.prompts import encode_completion, encode_prompt, noun_for, render_prompt, uses_chat_template
-from methods.workload import CellSize, Work, sft_work
+from methods.declared_work import CellSize, Work, sft_work
 from bench.perf import paper_standins
 from bench.pipeline import NOT_FIT_SETTINGS
 from splits import build_split, load_dataset
