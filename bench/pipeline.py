@@ -23,7 +23,7 @@ from bench.prompts import (check_joint_tokenization, display_titles, encode_comp
 from bench.results import environment, peak_memory_mb, record_key, record_path, write_record
 from methods.base import MethodContext, TrainingSamples
 from methods.ranking import Catalogue, ProtocolRecommender, rank
-from methods.ranking.grounding import ranking_options
+from methods.ranking.protocols import protocol_options
 from methods.train import distributed
 from methods.train.preference_trainer import cached_reference_logps
 from methods.train.sft import cached_sft, run_sft
@@ -79,7 +79,7 @@ class PreparedCell:
         self.completions = {int(i): encode_completion(self.tokenizer, t, self.chat) for i, t in zip(self.items, titles)}
         self.catalogue = Catalogue(items=self.items.tolist(), completions=[self.completions[int(i)] for i in self.items],
                                    eos_id=self.tokenizer.eos_token_id, pad_id=self.tokenizer.pad_token_id)
-        self.ranking_options = ranking_options(cfg.ranking, self.tokenizer, self.base_model, self.device)
+        self.ranking_options = protocol_options(cfg.ranking, self.tokenizer, self.base_model, self.device)
         self.train_prompts = self.encode(self.train)
         self.eval_prompts = {p: self.encode(s) for p, s in self.eval_parts.items()}
         check_joint_tokenization(self.tokenizer, [self.prompt_text(h) for h in self.train.histories[:64]],

@@ -19,6 +19,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from methods.ranking.protocols import protocol_cost_key
+
 REFERENCE_BATCH = 32   # pairs per reference forward batch (methods.train.preference_trainer.reference_logps)
 
 
@@ -62,9 +64,6 @@ def reference_work(pairs: int, negatives: int, shared: str) -> Work:
 
 
 def run_ranking_key(ranking) -> str:
-    """The per-prompt cost class of the run's ranking protocol (`bench.config.RankingConfig`)."""
-    if ranking.protocol == "grounding":
-        return f"grounding/{ranking.embedder}/beams{ranking.grounding_beams}"
-    if ranking.protocol == "likelihood" and ranking.likelihood_bound_tokens != 1:
-        return f"likelihood/bound{ranking.likelihood_bound_tokens}"
-    return ranking.protocol
+    """The per-prompt cost class of the run's ranking protocol (`bench.config.RankingConfig`), as the protocol
+    registered it (`methods.ranking.protocols.protocol_cost_key`)."""
+    return protocol_cost_key(ranking)

@@ -30,7 +30,7 @@ from methods.d3 import D3Config, D3Recommender
 from methods.negatives import random_negatives
 from methods.preference import preference_pairs
 from methods.ranking import ProtocolRecommender
-from methods.ranking.grounding import ranking_options
+from methods.ranking.protocols import protocol_options, ranking_for_cost_key
 from methods.sasrec import SASRecConfig, SASRecRecommender, fit_sasrec
 from methods.train import distributed
 from methods.train.preference_trainer import ReferenceLogps, reference_logps
@@ -156,20 +156,11 @@ def _recommender(key: str, cell: PreparedCell, model, sasrec):
         run_key = key.partition("/")[2]
         if not run_key:
             return D3Recommender(model, cell.catalogue, sasrec, D3Config(), "beam")
-        ranking = ranking_for(run_key, cell.cfg.ranking)
-        options = ranking_options(ranking, cell.tokenizer, cell.base_model, cell.device)
+        ranking = ranking_for_cost_key(run_key, cell.cfg.ranking)
+        options = protocol_options(ranking, cell.tokenizer, cell.base_model, cell.device)
         return D3Recommender(model, cell.catalogue, sasrec, D3Config(), ranking.protocol, options)
-    ranking = ranking_for(key, cell.cfg.ranking)
-    options = ranking_options(ranking, cell.tokenizer, cell.base_model, cell.device)
+    ranking = ranking_for_cost_key(key, cell.cfg.ranking)
+    options = protocol_options(ranking, cell.tokenizer, cell.base_model, cell.device)
     return ProtocolRecommender(model, cell.catalogue, ranking.protocol, ranking.batch_size, **options)
 
 
-def ranking_for(key: str, base: RankingConfig) -> RankingConfig:
-    """The ranking settings a run ranking key names (the inverse of `run_ranking_key`)."""
-    protocol, *rest = key.split("/")
-    out = dataclasses.replace(base, protocol=protocol)
-    if protocol == "grounding":
-        out = dataclasses.replace(out, embedder=rest[0], grounding_beams=int(rest[1].removeprefix("beams")))
-    elif protocol == "likelihood":
-        out = dataclasses.replace(out, likelihood_bound_tokens=int(rest[0].removeprefix("bound")) if rest else 1)
-    return out

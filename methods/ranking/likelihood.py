@@ -38,7 +38,7 @@ from transformers import DynamicCache
 
 from methods.ranking.catalogue import Catalogue, Ranking, top_k
 from methods.ranking.generation import progress
-from methods.ranking.protocols import PROTOCOLS
+from methods.ranking.protocols import register_protocol
 from methods.train.precision import autocast
 
 
@@ -310,7 +310,15 @@ def score_all(model, prompts: Sequence[Sequence[int]], catalogue: Catalogue, bat
     return out
 
 
-@PROTOCOLS.register("likelihood")
+def _likelihood_options(ranking, tokenizer, load_base_model, device) -> dict:
+    """The pruning bound's title tokens, when not the default 1."""
+    return {"bound_tokens": ranking.likelihood_bound_tokens} if ranking.likelihood_bound_tokens != 1 else {}
+
+
+@register_protocol(
+    "likelihood", options=_likelihood_options,
+    cost_key=lambda r: "likelihood" if r.likelihood_bound_tokens == 1 else f"likelihood/bound{r.likelihood_bound_tokens}",
+    settings=lambda rest: {"likelihood_bound_tokens": int(rest[0].removeprefix("bound")) if rest else 1})
 def likelihood(model, prompts: list[list[int]], catalogue: Catalogue, k: int = 20, batch_size: int = 16,
                exclude: Sequence[np.ndarray] | None = None, **options) -> Ranking:
     scores = score_all(model, prompts, catalogue, batch_size, top=k, exclude=exclude, **options)

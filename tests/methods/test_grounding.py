@@ -18,8 +18,9 @@ from bench.prompts import encode_completion, encode_prompt, render_prompt
 from methods.bigrec import popularity_adjust  # importing methods.bigrec also registers `bigrec`
 from methods.hparams import ConfigError
 from methods.ranking import Catalogue, ProtocolRecommender, rank
+from methods.ranking.protocols import protocol_options
 from methods.ranking.grounding import (BackboneEmbedder, Embedder, GroundingError, MiniLMEmbedder, catalogue_titles,
-                                       ground_texts, make_embedder, ranking_options)
+                                       ground_texts, make_embedder)
 from methods.train.sft import run_sft
 
 WORDS = [f"w{i}" for i in range(40)]
@@ -182,11 +183,11 @@ def test_grounding_protocol_end_to_end(tok):
         rank("grounding", model, prompts, cat, k=k)
 
 
-def test_ranking_options_follow_the_config(tok):
-    assert ranking_options(RankingConfig(protocol="likelihood"), tok, lambda: None, "cpu") == {}
-    assert ranking_options(RankingConfig(protocol="likelihood", likelihood_bound_tokens=2), tok, lambda: None,
-                           "cpu") == {"bound_tokens": 2}
-    opts = ranking_options(RankingConfig(protocol="grounding", grounding_beams=4), tok, lambda: None, "cpu")
+def test_protocol_options_follow_the_config(tok):
+    assert protocol_options(RankingConfig(protocol="likelihood"), tok, lambda: None, "cpu") == {}
+    assert protocol_options(RankingConfig(protocol="likelihood", likelihood_bound_tokens=2), tok, lambda: None,
+                            "cpu") == {"bound_tokens": 2}
+    opts = protocol_options(RankingConfig(protocol="grounding", grounding_beams=4), tok, lambda: None, "cpu")
     assert isinstance(opts["embedder"], BackboneEmbedder) and opts["num_beams"] == 4 and opts["tokenizer"] is tok
     with pytest.raises(GroundingError, match="unknown ranking.embedder"):
         make_embedder("glove", tok, lambda: None, "cpu")

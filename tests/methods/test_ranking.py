@@ -1,6 +1,8 @@
 """Ranking protocols against brute force on a tiny random Llama: exact likelihoods, top-k order, beam validity."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -198,3 +200,38 @@ def test_beam_never_emits_an_excluded_item(model):
     assert ranking.valid[:3].all() and (ranking.topk[:3] >= 0).sum() >= 15
     assert ranking.topk[3, 0] == 7 and (ranking.topk[3, 1:] == -1).all()  # one item left: the only one ranked
     assert ranking.topk[0, 0] != plain.topk[0, 0]                            # the excluded top-1 made way
+
+
+@pytest.mark.parametrize("settings", [dict(protocol="likelihood"), dict(protocol="likelihood", likelihood_bound_tokens=2),
+                                      dict(protocol="beam"),
+                                      dict(protocol="grounding", embedder="minilm", grounding_beams=4)])
+def test_a_protocols_cost_key_names_the_settings_it_was_made_from(settings):
+    from bench.config import RankingConfig
+    from methods.ranking.protocols import protocol_cost_key, ranking_for_cost_key
+    ranking = RankingConfig(**settings)
+    key = protocol_cost_key(ranking)
+    assert key.split("/")[0] == settings["protocol"]
+    assert ranking_for_cost_key(key, RankingConfig(protocol="beam", k=50)) == dataclasses.replace(ranking, k=50)
+
+
+def test_a_new_protocol_is_one_registration(monkeypatch):
+    """A protocol registered in one call (here a reversed popularity order with an option of its own) ranks through
+    `rank` and `ProtocolRecommender`, takes its options from the ranking settings, and has a cost class."""
+    from methods.ranking import ProtocolRecommender
+    from methods.ranking.protocols import PROTOCOLS, protocol_cost_key, protocol_options, register_protocol
+
+    monkeypatch.setattr(PROTOCOLS, "_items", dict(PROTOCOLS._items))    # registered for this test only
+
+    @register_protocol("catalogue-order", options=lambda r, tok, base, dev: {"reverse": r.k > 10},
+                       cost_key=lambda r: f"catalogue-order/k{r.k}")
+    def catalogue_order(model, prompts, catalogue, k=20, batch_size=16, exclude=None, reverse=False):
+        order = np.arange(len(catalogue.items))[::-1 if reverse else 1][:k]
+        return Ranking(topk=np.tile(order, (len(prompts), 1)), valid=np.ones(len(prompts), dtype=bool))
+
+    class Settings:
+        protocol, k = "catalogue-order", 20
+    options = protocol_options(Settings, None, lambda: None, "cpu")
+    catalogue = random_catalogue(5)
+    topk, valid = ProtocolRecommender(None, catalogue, "catalogue-order", **options).rank([[1], [2]], None, 3)
+    assert options == {"reverse": True} and topk.tolist() == [[4, 3, 2], [4, 3, 2]] and valid.all()
+    assert protocol_cost_key(Settings) == "catalogue-order/k20"
