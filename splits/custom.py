@@ -1,7 +1,7 @@
-"""Users' own datasets: one ratings file (csv, parquet or JSON lines) prepared once under a name of their choice, then
-loaded by that name like the registered datasets.
+"""Users' own datasets: one ratings file (csv, parquet, JSON lines, or a format of `splits.formats`) prepared once
+under a name of their choice, then loaded by that name like the registered datasets.
 
-``python -m bench data prepare --dataset NAME --format csv|parquet|jsonl --raw FILE [--titles FILE]
+``python -m bench data prepare --dataset NAME --format FORMAT --raw FILE [--titles FILE]
 --columns user=U,item=I,rating=R,timestamp=T,title=N --positive-threshold X --min-user-positives N`` (`prepare_custom`)
 parses FILE with pandas and writes ``DATA_DIR/NAME/`` like any prepared dataset (`splits.prepared`: arrays, titles,
 a manifest with the raw files' sha256 and a fingerprint; a temporary folder renamed into place, so a failure leaves
@@ -15,6 +15,8 @@ nothing half-written and an earlier preparation untouched). Choices:
   stored ones. ``raw_path`` may name the prepared folder itself (as for the other datasets), not a raw file.
 * Names: the registered ones (ml-100k, ml-10m, yelp2018, book-crossing) are reserved, and a name is letters, digits,
   ``.``, ``_``, ``-``, not starting with ``.`` or ``-`` (it becomes a folder name).
+* Formats: the names registered in `splits.formats.FORMATS` (csv, parquet, jsonl, amazon2023, and any a module of
+  yours adds, loaded with ``--include MODULE``); each says how its files are read and how a row is named in an error.
 * Parsing: csv with pandas' defaults (comma-separated, a header row, UTF-8), every cell read as text (``007`` stays an
   id, numbers are parsed by us); JSON lines with ``read_json(lines=True)`` (no dtype or date guessing); parquet with
   ``read_parquet`` (needs pyarrow; without it, an error naming the package). Blank lines are skipped.
@@ -59,9 +61,9 @@ import numpy as np
 import pandas as pd
 
 from .datasets import DATASETS, make_dataset, unique_titles
+from .formats import FORMATS, Preset
 from .prepared import (
     RAW_DATASETS,
-    LineError,
     RawData,
     data_dir,
     is_prepared,
@@ -70,8 +72,6 @@ from .prepared import (
 )
 from .types import Dataset
 
-FORMATS = ("csv", "parquet", "jsonl", "amazon2023")
-AMAZON2023 = {"user": "user_id", "item": "parent_asin", "rating": "rating", "timestamp": "timestamp", "title": "title"}
 KEYS = ("user", "item", "rating", "timestamp", "title")
 REQUIRED = ("user", "item", "timestamp")
 DEFAULT_MIN_USER_POSITIVES = 20
@@ -100,11 +100,11 @@ def parse_columns(text: str) -> dict[str, str]:
 
 
 class _Table:
-    """One parsed file and how to name a row of it in an error."""
+    """One file read by its format (`splits.formats`), every failure a `ValueError` naming the file, and how to
+    name a row of it in an error."""
 
     def __init__(self, path: Path, fmt: str):
-        self.path, self.fmt = path, fmt
-        self._lines: list[int] | None = None
+        self.path, self.fmt, self.format = path, fmt, FORMATS.get(fmt)
         self.frame = self._read()
 
     def _read(self) -> pd.DataFrame:
@@ -112,22 +112,7 @@ class _Table:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such file")
         try:
-            if self.fmt == "csv":
-                frame = pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=False, encoding="utf-8")
-                blank = (frame == "").all(axis=1).to_numpy()
-                frame.index = np.arange(len(frame)) + 2  # the line of each record: header is line 1
-                return frame[~blank]
-            if self.fmt == "jsonl":
-                frame = pd.read_json(path, lines=True, dtype=False, convert_dates=False, keep_default_dates=False,
-                                     encoding="utf-8")
-                if len(frame) and not isinstance(frame.index, pd.RangeIndex):
-                    raise ValueError("not one JSON object a line")
-                return frame.reset_index(drop=True)
-            try:
-                import pyarrow  # noqa: F401
-            except ImportError:
-                raise ValueError(f"{path}: reading parquet needs the pyarrow package (pip install pyarrow)") from None
-            return pd.read_parquet(path).reset_index(drop=True)
+            return self.format.read(path)
         except pd.errors.EmptyDataError:
             raise ValueError(f"{path}: empty file (no header)") from None
         except UnicodeDecodeError as err:
@@ -135,36 +120,11 @@ class _Table:
         except ValueError as err:
             if str(err).startswith(str(path)):
                 raise
-            if self.fmt == "jsonl":
-                self._find_bad_json()
             raise ValueError(f"{path}: cannot read as {self.fmt}: {err}") from None
-
-    def _find_bad_json(self) -> None:
-        with open(self.path, "rb") as f:
-            for n, raw in enumerate(f, 1):
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError as err:
-                    raise LineError(self.path, n, f"not UTF-8 ({err.reason} at byte {err.start})") from None
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise LineError(self.path, n, f"not JSON ({err.msg} at column {err.colno})") from None
-                if not isinstance(obj, dict):
-                    raise LineError(self.path, n, "not a JSON object")
 
     def where(self, position: int) -> str:
         """``file:line`` (or ``file: row N``) of the row at ``position`` in `frame`."""
-        if self.fmt == "csv":
-            return f"{self.path}:{int(self.frame.index[position])}"
-        if self.fmt == "parquet":
-            return f"{self.path}: row {position + 1}"
-        if self._lines is None:
-            with open(self.path, "rb") as f:
-                self._lines = [n for n, raw in enumerate(f, 1) if raw.strip()]
-        return f"{self.path}:{self._lines[position]}"
+        return self.format.locate_row(self.path, self.frame, position)
 
     def fail(self, position: int, message: str) -> ValueError:
         return ValueError(f"{self.where(position)}: {message}")
@@ -246,15 +206,13 @@ def _titles(table: _Table, key_values: np.ndarray, titles: np.ndarray, name: str
     return out
 
 
-def read_custom(raw: Path, fmt: str, columns: dict[str, str], titles_file: Path | None = None,
-                untitled: str = "error") -> RawData:
-    """Parse ``raw`` (and ``titles_file``) into a `RawData`, see the module docstring for every rule. `untitled`:
-    "error" (a rated item without a title is an error) or "drop" (its interactions are left out and counted)."""
-    if fmt not in FORMATS:
-        raise ValueError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
-    if fmt == "amazon2023":
-        return read_amazon2023(Path(raw), titles_file)
-    raw = Path(raw)
+def read_custom(raw: Path, fmt: str, columns: dict[str, str] | None, titles_file: Path | None = None) -> RawData:
+    """Parse ``raw`` (and ``titles_file``) into a `RawData`, see the module docstring for every rule. A rated item
+    without a title is an error, except for a preset format saying ``untitled="drop"`` (its interactions are left
+    out and counted); a preset's own columns and titles file are used."""
+    raw, preset = Path(raw), FORMATS.get(fmt).preset
+    if preset is not None:
+        columns, titles_file = dict(preset.columns), preset_titles_file(fmt, preset, raw, titles_file)
     table = _Table(raw, fmt)
     users, _, _ = _ids(table, "user", columns["user"])
     items, item_ids, item_text = _ids(table, "item", columns["item"])
@@ -273,10 +231,11 @@ def read_custom(raw: Path, fmt: str, columns: dict[str, str], titles_file: Path 
     else:
         raise ValueError("no titles: give a title=COLUMN in --columns, or --titles FILE")
     missing = [item for item in item_ids if item not in found]
-    info = {"source": f"custom {fmt}: {', '.join(p.name for p in files)}", "timestamp": how,
-            "columns": dict(columns), "implicit": "rating" not in columns}
+    source = fmt if preset is not None else f"custom {fmt}"
+    info = {"source": f"{source}: {', '.join(p.name for p in files)}", "timestamp": how, "columns": dict(columns),
+            "implicit": "rating" not in columns}
     keep = np.ones(len(users), dtype=bool)
-    if missing and untitled == "error":
+    if missing and (preset is None or preset.untitled == "error"):
         position = int(np.argmax(items == item_ids[missing[0]]))
         where = f" in {ttable.path}" if titles_file is not None else ""
         raise table.fail(position, f"item {missing[0]!r} has no title{where}")
@@ -290,21 +249,15 @@ def read_custom(raw: Path, fmt: str, columns: dict[str, str], titles_file: Path 
     return RawData(frame.reset_index(drop=True), titles, files, info)
 
 
-def amazon2023_titles_file(raw: Path, titles_file: Path | None) -> Path:
-    """``--titles``, else ``meta_<Category>.jsonl`` beside ``<Category>.jsonl``; a clear error when neither exists."""
+def preset_titles_file(fmt: str, preset: Preset, raw: Path, titles_file: Path | None) -> Path:
+    """``--titles``, else the preset's titles file for ``raw``; a clear error when neither exists."""
     if titles_file is not None:
         return Path(titles_file)
-    meta = Path(raw).with_name(f"meta_{Path(raw).name}")
-    if not meta.is_file():
-        raise FileNotFoundError(f"{meta}: no such file; --format amazon2023 reads the titles from the metadata file "
-                                f"meta_<Category>.jsonl beside the reviews, or from --titles FILE")
-    return meta
-
-
-def read_amazon2023(raw: Path, titles_file: Path | None = None) -> RawData:
-    data = read_custom(raw, "jsonl", AMAZON2023, amazon2023_titles_file(raw, titles_file), untitled="drop")
-    data.info.update(source=f"amazon2023: {', '.join(p.name for p in data.files)}", columns=dict(AMAZON2023))
-    return data
+    found = preset.titles_file(Path(raw))
+    if not found.is_file():
+        raise FileNotFoundError(f"{found}: no such file; --format {fmt} reads the titles from {preset.titles_from}, "
+                                f"or from --titles FILE")
+    return found
 
 
 def check_name(name: str) -> None:
@@ -316,7 +269,7 @@ def check_name(name: str) -> None:
                          f"starting with '.' or '-'")
 
 
-def settings(fmt: str, columns: dict[str, str], positive_threshold: float | None,
+def settings(columns: dict[str, str], positive_threshold: float | None,
              min_user_positives: int | None) -> tuple[float, int]:
     if positive_threshold is None:
         if "rating" in columns:
@@ -338,21 +291,21 @@ def prepare_custom(name: str, raw: str | os.PathLike, fmt: str, columns: dict[st
                    min_user_positives: int | None = None, root: str | os.PathLike | None = None) -> Path:
     """Parse a user's file and write ``root/name`` (see the module docstring); returns the folder."""
     check_name(name)
-    if fmt not in FORMATS:
-        raise ValueError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
-    if fmt == "amazon2023":
+    preset = FORMATS.get(fmt).preset
+    if preset is not None:
         if columns:
-            raise ValueError("--columns: the amazon2023 format's columns are fixed (user_id, parent_asin, rating, "
-                             "timestamp; titles from meta_<Category>.jsonl)")
-        columns = dict(AMAZON2023)
+            fixed = ", ".join(column for key, column in preset.columns.items() if key != "title")
+            raise ValueError(f"--columns: the {fmt} format's columns are fixed ({fixed}; titles from "
+                             f"{preset.titles_from})")
+        columns = dict(preset.columns)
         if not Path(raw).is_file():
             raise FileNotFoundError(f"{raw}: no such file")
-        titles = amazon2023_titles_file(Path(raw), Path(titles) if titles is not None else None)
+        titles = preset_titles_file(fmt, preset, Path(raw), Path(titles) if titles is not None else None)
     elif isinstance(columns, str):
         columns = parse_columns(columns)
     elif columns is None:
         raise ValueError(f"--format {fmt} needs --columns user=COL,item=COL,timestamp=COL,...")
-    threshold, min_positives = settings(fmt, columns, positive_threshold, min_user_positives)
+    threshold, min_positives = settings(columns, positive_threshold, min_user_positives)
     data = read_custom(Path(raw), fmt, columns, Path(titles) if titles is not None else None)
     custom = {"format": fmt, "columns": columns, "positive_threshold": threshold,
               "min_user_positives": min_positives, "raw": Path(raw).name,
@@ -361,10 +314,13 @@ def prepare_custom(name: str, raw: str | os.PathLike, fmt: str, columns: dict[st
 
 
 def prepare_command(name: str, custom: dict, root: Path | None = None) -> str:
+    """The command that prepared a custom dataset (shown when its folder must be prepared again)."""
+    fmt = custom["format"]
+    preset = FORMATS.get(fmt).preset if fmt in FORMATS else None  # a format of a module not loaded: not a preset
     cols = ",".join(f"{k}={v}" for k, v in custom["columns"].items())
-    cmd = (f"python -m bench data prepare --dataset {name} --format {custom['format']} --raw {custom['raw']}"
+    cmd = (f"python -m bench data prepare --dataset {name} --format {fmt} --raw {custom['raw']}"
            + (f" --titles {custom['titles']}" if custom.get("titles") else "")
-           + (f" --columns {cols}" if custom["format"] != "amazon2023" else ""))
+           + (f" --columns {cols}" if preset is None else ""))
     if "rating" in custom["columns"]:
         cmd += f" --positive-threshold {custom['positive_threshold']:g}"
     cmd += f" --min-user-positives {custom['min_user_positives']}"
