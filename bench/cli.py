@@ -50,13 +50,13 @@ def parser() -> argparse.ArgumentParser:
     ls.add_argument("method", nargs="?", help="a method name: its paper, and its config fields with types, defaults "
                                               "and help (`--set METHOD.FIELD=VALUE` overrides one)")
     from bench import data_cli
-    data_cli.add_parser(sub)
+    data_commands = data_cli.add_parser(sub)
     from bench.leaderboard import command as leaderboard_command
     leaderboard_command.add_parsers(sub)
     from bench.planner import command as plan_command
     plan_command.add_parser(sub)
-    for name in ("run", "ls", "leaderboard", "compare", "plan"):
-        sub.choices[name].add_argument(
+    for command in [sub.choices[name] for name in ("run", "ls", "leaderboard", "compare", "plan")] + data_commands:
+        command.add_argument(
             "--include", action="append", default=[], metavar="MODULE",
             help="import MODULE first (repeatable or comma-separated): a module of yours that registers methods, "
                  "shifts, dataset formats or ranking protocols; passed on to every process the command starts")

@@ -1,9 +1,10 @@
 """`python -m bench data {prepare,stats,download}`: raw files -> cached canonical form, Table 2, official archives.
 
 * ``data prepare --dataset NAME --raw PATH [--data-dir DIR]``: parse the published raw files once into
-  ``DIR/NAME/`` (default ``$BENCH_DATA_DIR`` or ``runs/data``), see `splits.prepared`; with ``--format
-  csv|parquet|jsonl --columns ... [--titles FILE] [--positive-threshold X] [--min-user-positives N]``, a user's own
-  file under a new NAME, see `splits.custom` (the custom options without ``--format`` are an error);
+  ``DIR/NAME/`` (default ``$BENCH_DATA_DIR`` or ``runs/data``), see `splits.prepared`; with ``--format FORMAT
+  --columns ... [--titles FILE] [--positive-threshold X] [--min-user-positives N]``, a user's own file under a new
+  NAME, see `splits.custom` (the custom options without ``--format`` are an error); the formats are those of
+  `splits.formats.FORMATS`, a module's own included (``--include MODULE``, `bench.plugins`);
 * ``data stats [--data-dir DIR]``: the paper's Table 2 (users/#sequence, items, interactions) before and after the
   filters, plus positives, for ml-100k, every prepared dataset and every custom dataset in the data dir;
 * ``data download NAME [--dest DIR] [--url URL] [--sha256 HEX]``: fetch, verify and extract, see `splits.download`.
@@ -15,7 +16,9 @@ import sys
 import time
 
 
-def add_parser(sub) -> None:
+def add_parser(sub) -> list[argparse.ArgumentParser]:
+    """Add ``data`` and its subcommands to `sub`; returns the subcommands' parsers."""
+    from splits.formats import FORMATS
     from splits.prepared import RAW_DATASETS
 
     d = sub.add_parser("data", help="prepare raw datasets, print their statistics (Table 2), download archives")
@@ -25,9 +28,9 @@ def add_parser(sub) -> None:
                    help=f"{', '.join(RAW_DATASETS.names())}, or a new name for your own file (with --format)")
     p.add_argument("--raw", required=True, help="folder holding the dataset's published raw files (your own "
                                                 "dataset: the ratings file)")
-    p.add_argument("--format", choices=("csv", "parquet", "jsonl", "amazon2023"),
-                   help="your own dataset: the files' format (amazon2023: Amazon Reviews 2023 <Category>.jsonl with "
-                        "meta_<Category>.jsonl, columns fixed)")
+    formats = "; ".join(name + (f" ({FORMATS.get(name).help})" if FORMATS.get(name).help else "")
+                        for name in FORMATS.names())
+    p.add_argument("--format", help=f"your own dataset: the files' format: {formats}")
     p.add_argument("--columns", help="your own dataset: user=COL,item=COL,timestamp=COL[,rating=COL][,title=COL]")
     p.add_argument("--titles", help="your own dataset: a file of the same format with the item and title columns")
     p.add_argument("--positive-threshold", type=float,
@@ -43,6 +46,7 @@ def add_parser(sub) -> None:
     g.add_argument("--url", help="another URL for the archive (a mirror)")
     g.add_argument("--sha256", help="expected sha256 of the archive")
     g.add_argument("--timeout", type=float, default=60.0, help="socket timeout in seconds")
+    return [p, s, g]
 
 
 def main(args: argparse.Namespace) -> int:
@@ -75,11 +79,13 @@ def prepare(args) -> int:
                              f"{args.dataset}, whose published format is fixed")
         folder = run_prepare(args.dataset, args.raw, args.data_dir)
     else:
+        from splits.formats import FORMATS
         from splits.registry import UnknownNameError
         try:
             RAW_DATASETS.get(args.dataset)
         except UnknownNameError as err:  # keep the "did you mean", say how to prepare one's own file
-            raise ValueError(f"{err} For your own file, add --format csv|parquet|jsonl --columns "
+            generic = "|".join(name for name in FORMATS.names() if FORMATS.get(name).preset is None)
+            raise ValueError(f"{err} For your own file, add --format {generic} --columns "
                              f"user=COL,item=COL,timestamp=COL,...") from None
     import json
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
