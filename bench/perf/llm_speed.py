@@ -354,7 +354,7 @@ def run(args, cache: Path) -> int:
             first = first or rate
             flop_s = flops * args.repeats / seconds
             emit(f"| {stage} | {label} | {tokens * args.repeats / seconds:.0f} | {rate:.2f} | {rate / first:.2f}x | "
-                  f"{flop_s / 1e9:.1f} | {share(flop_s, 'bf16' if options[label][0] is not None else 'fp32')} |")
+                 f"{flop_s / 1e9:.1f} | {share(flop_s, 'bf16' if options[label][0] is not None else 'fp32')} |")
     again = probe()     # how far a shared machine's load drifted during the run
     limit = {name: max(peak[name], again[name]) for name in peak}
     print(f"matmul again at the end: fp32 {again['fp32'] / 1e9:.1f} GFLOP/s, bf16 {again['bf16'] / 1e9:.1f} GFLOP/s; "
