@@ -25,6 +25,7 @@ from methods.base import MethodContext, TrainingSamples
 from methods.ranking import Catalogue, ProtocolRecommender, rank
 from methods.ranking.protocols import protocol_options
 from methods.train import distributed
+from methods.train.precision import autocast_name, resolve_autocast
 from methods.train.preference_trainer import cached_reference_logps
 from methods.train.sft import cached_sft, run_sft
 from splits import build_split, load_dataset
@@ -96,6 +97,8 @@ class PreparedCell:
                         "max_train_samples": data.max_train_samples, "tokenizer": len(self.tokenizer)}
         if data.titles != "catalogue":  # absent at the default, so models cached before the option stay found
             sft_identity["titles"] = data.titles
+        if cfg.backbone.autocast == "auto":  # what `auto` resolved to on this machine (bf16 or fp32) trains the model
+            sft_identity["autocast"] = autocast_name(resolve_autocast("auto", self.device))
         if self.device.type == "cpu":  # the thread count changes CPU float sums, hence the trained weights' last bits:
             sft_identity["cpu_threads"] = torch.get_num_threads()  # a cached model is reused only at the same count
         self.sft_tag = record_key(sft_identity)
@@ -128,7 +131,7 @@ class PreparedCell:
         sft = self.cfg.sft
         return run_sft(model, self.tokenizer, prompts, [self.completions[int(t)] for t in targets], epochs,
                        learning_rate, sft.batch_size, self.cfg.seed, self.device, sft.grad_accum, sft.warmup_ratio,
-                       sft.weight_decay, self.cfg.backbone.dtype, weights=weights)
+                       sft.weight_decay, self.cfg.backbone.dtype, weights=weights, group_by_length=sft.group_by_length)
 
     def predict_top1(self, model, prompts) -> np.ndarray:
         top = rank("beam", model, prompts, self.catalogue, k=1, batch_size=self.cfg.ranking.batch_size).topk[:, 0]
@@ -277,7 +280,7 @@ def run(cfg: RunConfig, method_names: list[str], log: Callable[[str], None] = pr
         raise ValueError(f"ranking.k={cfg.ranking.k}: the metrics go to K=20, so at least 20 items must be ranked")
     torch.manual_seed(cfg.seed)
     cell = PreparedCell(cfg, log)
-    env = environment(cell.device)
+    env = environment(cell.device, autocast=autocast_name(resolve_autocast(cfg.backbone.autocast, cell.device)))
     if any(m.uses_sft for _, m in chosen):
         stats = cell.ensure_sft()
         log(f"sft: {stats['seconds_per_epoch']:.1f} s/epoch")

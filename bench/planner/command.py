@@ -98,8 +98,19 @@ def _prices(args, cache: Path, groups, first_cfg, log):
             if cal.device != device:
                 log(f"plan: {path} was calibrated on {cal.device}, not on this {device}: its hours are that device's")
             return CalibratedPrices(cal)
+    if first_cfg.backbone.dtype == "bfloat16" and first_cfg.backbone.name in KNOWN_PARAMETERS:
+        # a GPU profile planned before any GPU calibration (a fresh clone): FLOPs on the suite's reference GPU
+        prices = FlopsPrices(_parameters(first_cfg), DEFAULT_PEAK_TFLOPS, first_cfg.backbone.lora,
+                             first_cfg.backbone.gradient_checkpointing)
+        log(f"plan: no calibration for the {args.profile} profile on {device}: priced by FLOPs on one H100/H200 "
+            f"({DEFAULT_PEAK_TFLOPS:g} TFLOP/s bf16 dense peak at {prices.utilisation:.3f} utilisation; --tflops/--mfu "
+            f"for another GPU, --calibrate on the GPU to measure)")
+        return prices
     raise CalibrationError(f"no calibration for the {args.profile} profile on {device} (looked for {default}); "
                            f"add --calibrate to measure one here, --calibration FILE, or --tflops T to price by FLOPs")
+
+
+DEFAULT_PEAK_TFLOPS = 989.0   # H100/H200 SXM, bf16 dense: the GPU of the suite's own checks (README, the paper profile)
 
 
 def _slug(text: str) -> str:

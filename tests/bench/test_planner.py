@@ -301,3 +301,21 @@ def test_an_unprepared_paper_dataset_is_priced_from_a_stand_in_with_a_notice(tmp
     assert sum("not prepared; priced from stand-ins at 1/20 scale" in line for line in out.splitlines()) == 1
     assert any(line.startswith("total: ") and "GPU-hours" in line for line in header)
     assert "0.332 utilisation" in out and list(data.iterdir()) == []
+
+
+def test_the_paper_profile_is_planned_on_a_fresh_machine_without_options(tmp_path, monkeypatch, capsys):
+    """No data prepared, no calibration, no --tflops: `bench plan --profile paper` prices its GPU grid by FLOPs on the
+    suite's reference GPU, says so, and states GPU-hours (here Table 6 alone, Book-Crossing from a stand-in)."""
+    import bench.planner.grid_work as workload
+    from bench.planner.command import DEFAULT_PEAK_TFLOPS
+
+    data = tmp_path / "data"
+    data.mkdir()
+    monkeypatch.setenv("BENCH_DATA_DIR", str(data))
+    monkeypatch.setattr(workload, "STANDIN_RATINGS", 1_149_780 // 20)
+    assert main(["plan", "--profile", "paper", "--tables", "6", "--cache", str(tmp_path / "cache"),
+                 "--results", str(tmp_path / "none")]) == 0
+    out = capsys.readouterr()
+    assert f"priced by FLOPs on one H100/H200 ({DEFAULT_PEAK_TFLOPS:g} TFLOP/s" in out.err + out.out
+    total = next(line for line in out.out.splitlines() if line.startswith("total:"))
+    assert "GPU-hours" in total and float(total.split()[1]) > 0

@@ -38,6 +38,7 @@ def test_the_first_run_trains_and_keeps_its_model(first):
     assert trained(log) and fit["reused"] is False and fit["trained_seconds"] == records["dpo"]["fit_seconds"] > 0
     assert (tmp / "cache" / "fits" / fit["key"] / "fit.json").is_file()
     assert records["mostpop"]["fit"]["key"] is None   # its own ranker: nothing to keep
+    assert records["dpo"]["environment"]["autocast"] == "fp32"   # the run's resolved mixed precision
     assert records["sft"]["fit"]["key"] is None       # opts out: the SFT model is in the cache already
 
 
