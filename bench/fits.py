@@ -32,7 +32,7 @@ from typing import Any, Callable
 from bench.results import record_key
 from methods.base import Method, MethodContext
 from methods.train import distributed
-from methods.train.cache import save_atomically
+from methods.train.cache import save_atomically, weights_problem
 
 FIT_FILE = "fit.json"
 FORMAT = 1  # of an entry's files; part of the key, so a changed layout never reads an old entry
@@ -57,19 +57,14 @@ def fit_keys(identity: dict, reads: dict) -> dict[bool, str]:
 def read_entry(path: Path, key: str) -> tuple[dict | None, str | None]:
     """(the entry's fit.json, None) when `path` holds a complete fit: its key, its stats, a config and weights
     whose safetensors headers cover their files; (None, what is wrong) otherwise."""
-    from safetensors import safe_open
-
     try:
         meta = json.loads((path / FIT_FILE).read_text())
         if not isinstance(meta, dict) or meta.get("key") != key or not isinstance(meta.get("stats"), dict) \
                 or not isinstance(meta.get("trained_seconds"), (int, float)):
             return None, f"{FIT_FILE} is not this fit's"
-        weights = sorted(path.glob("*.safetensors"))
-        if not weights or not ((path / "config.json").is_file() or (path / "adapter_config.json").is_file()):
-            return None, "no weights or no config"
-        for file in weights:
-            with safe_open(str(file), framework="pt"):
-                pass
+        problem = weights_problem(path)
+        if problem:
+            return None, problem
     except Exception as err:  # noqa: BLE001 - whatever does not read is trained again
         return None, f"{type(err).__name__}: {err}"
     return meta, None

@@ -16,7 +16,6 @@ Adding a format, here or in a module of one's own loaded with ``--include MODULE
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Mapping
@@ -24,7 +23,7 @@ from typing import Callable, Mapping
 import numpy as np
 import pandas as pd
 
-from .prepared import LineError
+from .prepared import json_objects
 from .registry import Registry
 
 
@@ -97,20 +96,8 @@ def read_jsonl(path: Path) -> pd.DataFrame:
 
 def _raise_bad_json_line(path: Path) -> None:
     """Raise a `LineError` for the first line that is not UTF-8 or not a JSON object, if there is one."""
-    with open(path, "rb") as f:
-        for n, raw in enumerate(f, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise LineError(path, n, f"not UTF-8 ({err.reason} at byte {err.start})") from None
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise LineError(path, n, f"not JSON ({err.msg} at column {err.colno})") from None
-            if not isinstance(obj, dict):
-                raise LineError(path, n, "not a JSON object")
+    for _ in json_objects(path):
+        pass
 
 
 def read_parquet(path: Path) -> pd.DataFrame:

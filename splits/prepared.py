@@ -219,3 +219,23 @@ class LineError(ValueError):
 
     def __init__(self, path: Path, line: int, message: str):
         super().__init__(f"{path}:{line}: {message}")
+
+
+def json_objects(path: Path):
+    """(line number, object) of each non-blank line of a JSON-lines file; a line that is not UTF-8 or not a JSON
+    object is a `LineError` naming it."""
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:  # published files are UTF-8: another encoding is a wrong file
+                raise LineError(path, n, f"not UTF-8 ({err.reason} at byte {err.start})") from None
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise LineError(path, n, f"not JSON ({err.msg} at column {err.colno})") from None
+            if not isinstance(obj, dict):
+                raise LineError(path, n, "not a JSON object")
+            yield n, obj

@@ -23,7 +23,6 @@ the Yelp release downloaded and will not match Table 2.
 """
 from __future__ import annotations
 
-import json
 from array import array
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from .datasets import unique_titles
-from .prepared import LineError, RawData, RawSpec, register_raw
+from .prepared import LineError, RawData, RawSpec, json_objects, register_raw
 
 REVIEWS = "yelp_academic_dataset_review.json"
 BUSINESSES = "yelp_academic_dataset_business.json"
@@ -46,24 +45,11 @@ def find_folder(raw: Path) -> Path:
 
 
 def _records(path: Path, keys: tuple[str, ...]):
-    with open(path, "rb") as f:
-        for n, raw in enumerate(f, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as err:  # the published files are UTF-8: another encoding is a wrong file
-                raise LineError(path, n, f"not UTF-8 ({err.reason} at byte {err.start})") from None
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise LineError(path, n, f"not JSON ({err.msg} at column {err.colno})") from None
-            if not isinstance(obj, dict):
-                raise LineError(path, n, "not a JSON object")
-            missing = [k for k in keys if k not in obj]
-            if missing:
-                raise LineError(path, n, f"missing field(s) {', '.join(missing)}")
-            yield n, obj
+    for n, obj in json_objects(path):
+        missing = [k for k in keys if k not in obj]
+        if missing:
+            raise LineError(path, n, f"missing field(s) {', '.join(missing)}")
+        yield n, obj
 
 
 def read_businesses(path: Path) -> tuple[dict[str, int], dict[int, str], int]:

@@ -63,3 +63,16 @@ def remove_stale_temporaries(folder: Path, pattern: str, older_than_hours: float
             continue
     return removed
 
+
+def weights_problem(path: Path) -> str | None:
+    """What is wrong with a saved model folder (`save_pretrained`: full weights or a LoRA adapter), or None: a
+    config and safetensors files whose headers read (a truncated file fails)."""
+    from safetensors import safe_open
+
+    weights = sorted(path.glob("*.safetensors"))
+    if not weights or not ((path / "config.json").is_file() or (path / "adapter_config.json").is_file()):
+        return "no weights or no config"
+    for file in weights:
+        with safe_open(str(file), framework="pt"):
+            pass
+    return None

@@ -32,7 +32,7 @@ from trl import SFTTrainer
 
 from methods.train import distributed
 from methods.train.batching import LengthGroupedSampler
-from methods.train.cache import save_atomically
+from methods.train.cache import save_atomically, weights_problem
 from methods.train.loop import EpochTimer, training_arguments
 from methods.train.sequences import completion_logps, left_padded
 
@@ -134,18 +134,13 @@ def cached_entry(path: Path) -> tuple[dict | None, str | None]:
     """(stats, None) when `path` holds a complete SFT entry: stats JSON with seconds per epoch, a config and
     weights whose safetensors headers cover their files (a truncated file fails); (None, what is wrong) otherwise.
     A corrupt entry is retrained, never trusted."""
-    from safetensors import safe_open
-
     try:
         stats = json.loads((path / "sft_stats.json").read_text())
         if not isinstance(stats, dict) or "seconds_per_epoch" not in stats:
             return None, "sft_stats.json has no seconds_per_epoch"
-        weights = sorted(path.glob("*.safetensors"))
-        if not weights or not ((path / "config.json").is_file() or (path / "adapter_config.json").is_file()):
-            return None, "no weights or no config"
-        for file in weights:
-            with safe_open(str(file), framework="pt"):
-                pass
+        problem = weights_problem(path)
+        if problem:
+            return None, problem
     except Exception as err:  # noqa: BLE001 - whatever does not read is retrained
         return None, f"{type(err).__name__}: {err}"
     return stats, None
