@@ -10,7 +10,6 @@ read them (`methods.train.config`); the harness's own sections (data, backbone, 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import typing
 from dataclasses import dataclass, field, fields
 from importlib import resources
@@ -20,7 +19,7 @@ import yaml
 
 from methods.hparams import ConfigError, coerce
 from methods.train.config import PreferenceConfig, SFTConfig
-from splits.registry import Registry
+from splits.registry import Registry, did_you_mean
 
 
 @dataclass
@@ -172,9 +171,7 @@ def _assign(cfg: RunConfig, key: str, value: Any, source: str) -> None:
     name = parts[-1]
     known = {f.name: f for f in fields(target)}
     if name not in known:
-        close = difflib.get_close_matches(name, list(known), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"{source}: unknown key {key!r}.{hint} Keys here: {', '.join(known)}")
+        raise ConfigError(f"{source}: unknown key {key!r}.{did_you_mean(name, known)} Keys here: {', '.join(known)}")
     if name in DICT_FIELDS:
         if value is not None and not isinstance(value, dict):
             raise ConfigError(f"{source}: {key} expects a mapping, got {value!r}")

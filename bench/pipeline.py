@@ -97,8 +97,9 @@ class PreparedCell:
                         "max_train_samples": data.max_train_samples, "tokenizer": len(self.tokenizer)}
         if data.titles != "catalogue":  # absent at the default, so models cached before the option stay found
             sft_identity["titles"] = data.titles
-        if cfg.backbone.autocast == "auto":  # what `auto` resolved to on this machine (bf16 or fp32) trains the model
-            sft_identity["autocast"] = autocast_name(resolve_autocast("auto", self.device))
+        self.autocast = autocast_name(resolve_autocast(cfg.backbone.autocast, self.device))  # "bf16" or "fp32"
+        if cfg.backbone.autocast == "auto":  # what `auto` resolved to on this machine trains the model
+            sft_identity["autocast"] = self.autocast
         if self.device.type == "cpu":  # the thread count changes CPU float sums, hence the trained weights' last bits:
             sft_identity["cpu_threads"] = torch.get_num_threads()  # a cached model is reused only at the same count
         self.sft_tag = record_key(sft_identity)
@@ -251,17 +252,22 @@ def _plain(value):
 NOT_FIT_SETTINGS = {"data": ("max_eval_samples", "eval_parts")}  # the test samples: a fit never sees them
 
 
+def fit_settings(config: dict) -> dict:
+    """A run config (`RunConfig.to_dict()`) as far as it shapes a fit: without the ranking section, the profile's
+    name (its values are in the sections) and the test samples' settings. The pipeline's fit cache and the
+    planner's fit count use it alike."""
+    out = {k: v for k, v in config.items() if k not in ("ranking", "profile")}
+    for section, keys in NOT_FIT_SETTINGS.items():
+        out[section] = {k: v for k, v in out.get(section, {}).items() if k not in keys}
+    return out
+
+
 def fit_identity(cell: PreparedCell, name: str, hyperparameters: dict) -> dict:
     """Everything that shapes a method's trained model (the fit cache's key, `bench.fits`): the SFT model's tag
     (split fingerprint, backbone, SFT config, seed, CPU thread count), the method and its hyperparameters, the
     run config without the ranking section, the test samples' settings and the volatile fields, and the device
     type. The ranking settings a fit reads through the context are added by `bench.fits`."""
-    config = stable_config(cell.cfg.to_dict())
-    config.pop("ranking", None)
-    config.pop("profile", None)  # the profile's values are in the sections
-    for section, keys in NOT_FIT_SETTINGS.items():
-        for key in keys:
-            config.get(section, {}).pop(key, None)
+    config = stable_config(fit_settings(cell.cfg.to_dict()))
     identity = {"sft_tag": cell.sft_tag, "split": cell.split.fingerprint, "method": name,
                 "hyperparameters": stable_hyperparameters(name, hyperparameters), "config": config,
                 "device": cell.device.type}
@@ -280,7 +286,7 @@ def run(cfg: RunConfig, method_names: list[str], log: Callable[[str], None] = pr
         raise ValueError(f"ranking.k={cfg.ranking.k}: the metrics go to K=20, so at least 20 items must be ranked")
     torch.manual_seed(cfg.seed)
     cell = PreparedCell(cfg, log)
-    env = environment(cell.device, autocast=autocast_name(resolve_autocast(cfg.backbone.autocast, cell.device)))
+    env = environment(cell.device, autocast=cell.autocast)
     if any(m.uses_sft for _, m in chosen):
         stats = cell.ensure_sft()
         log(f"sft: {stats['seconds_per_epoch']:.1f} s/epoch")

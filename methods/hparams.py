@@ -7,10 +7,11 @@ rejects any other value with the choices and a "did you mean", before any traini
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import types
 import typing
 from typing import Any
+
+from splits.registry import did_you_mean
 
 
 class ConfigError(ValueError):
@@ -69,11 +70,6 @@ def describe_fields(config_cls: type) -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def _did_you_mean(value: Any, known) -> str:
-    close = difflib.get_close_matches(str(value), [str(k) for k in known], n=1)
-    return f" Did you mean {close[0]!r}?" if close else ""
-
-
 def check_choices(config, where: str) -> None:
     """Every field of a config dataclass whose metadata lists ``choices`` holds one of them (each item, for a list;
     None passes where the field allows it)."""
@@ -85,7 +81,7 @@ def check_choices(config, where: str) -> None:
         for item in value if isinstance(value, list) else [value]:
             if item not in choices:
                 raise ConfigError(f"{where}.{f.name}: {item!r} is not one of {', '.join(map(str, choices))}."
-                                  f"{_did_you_mean(item, choices)}")
+                                  f"{did_you_mean(item, choices)}")
 
 
 def make_config(config_cls: type, overrides: dict[str, Any], where: str):
@@ -95,7 +91,7 @@ def make_config(config_cls: type, overrides: dict[str, Any], where: str):
     values = {}
     for key, value in overrides.items():
         if key not in known:
-            raise ConfigError(f"{where}: unknown hyperparameter {key!r}.{_did_you_mean(key, known)} "
+            raise ConfigError(f"{where}: unknown hyperparameter {key!r}.{did_you_mean(key, known)} "
                               f"Known: {', '.join(sorted(known))}")
         values[key] = coerce(value, hints[key], f"{where}.{key}")
     config = config_cls(**values)

@@ -11,12 +11,18 @@ from typing import Callable, Generic, Iterator, TypeVar
 T = TypeVar("T")
 
 
+def did_you_mean(name, choices, n: int = 1) -> str:
+    """" Did you mean 'x'?" (or "'x' or 'y'" for n = 2) naming the closest of `choices` to `name`; "" if none is
+    close. Every "unknown name / value" error of the suite phrases its hint with it."""
+    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=n, cutoff=0.6)
+    return f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
 class UnknownNameError(KeyError):
     """An unknown registry name; the message suggests the closest registered ones."""
 
     def __init__(self, kind: str, name: str, choices: list[str]):
-        close = difflib.get_close_matches(name, choices, n=2, cutoff=0.6)
-        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        hint = did_you_mean(name, choices, n=2)
         self.message = f"unknown {kind} {name!r}.{hint} Registered: {', '.join(sorted(choices))}."
         super().__init__(self.message)
 

@@ -42,9 +42,9 @@ from bench.leaderboard.grids import expand
 from bench.leaderboard.records import cell_config, identity, profile_config
 from bench.leaderboard.runner import Group, group_cells
 from bench.prompts import encode_completion, encode_prompt, noun_for, render_prompt, uses_chat_template
-from methods.declared_work import CellSize, Work, sft_work
 from bench.perf import paper_standins
-from bench.pipeline import NOT_FIT_SETTINGS
+from bench.pipeline import fit_settings
+from methods.declared_work import CellSize, Work, sft_work
 from splits import build_split, load_dataset
 from splits.prepared import NotPreparedError
 from splits.samples import build_samples
@@ -150,12 +150,9 @@ def fits_per_cell(groups: list[GroupWork]) -> list[GroupWork]:
 
 def fit_identity(name: str, method, cfg) -> str:
     """What shaped a cell's fitted model: its run config without the ranking settings and the test samples'
-    settings (`bench.pipeline.NOT_FIT_SETTINGS`), i.e. split, SFT model, pairs, seed, ..., and the method's
+    settings (`bench.pipeline.fit_settings`), i.e. split, SFT model, pairs, seed, ..., and the method's
     settings, hashed as a record's identity is (`bench.leaderboard.records.identity`)."""
-    config = {k: v for k, v in cfg.to_dict().items() if k not in ("ranking", "profile")}
-    for section, keys in NOT_FIT_SETTINGS.items():
-        config[section] = {k: v for k, v in config.get(section, {}).items() if k not in keys}
-    return identity(name, dataclasses.asdict(method.config), config)
+    return identity(name, dataclasses.asdict(method.config), fit_settings(cfg.to_dict()))
 
 
 def group_size(cfg, log=print) -> GroupSize:
