@@ -69,15 +69,19 @@ def plan_command(args, log) -> int:
 
 
 def _prices(args, cache: Path, groups, first_cfg, log):
-    from bench.planner.prices import CalibratedPrices, Calibration, CalibrationError, FlopsPrices
+    from bench.planner.prices import (H200_PEAK_TFLOPS, CalibratedPrices, Calibration, CalibrationError,
+                                      FlopsPrices)
     from bench.results import device_name
 
-    if args.tflops:
-        prices = FlopsPrices(args.params or _parameters(first_cfg), args.tflops, first_cfg.backbone.lora,
+    def flops_prices(peak_tflops: float) -> FlopsPrices:
+        prices = FlopsPrices(args.params or _parameters(first_cfg), peak_tflops, first_cfg.backbone.lora,
                              first_cfg.backbone.gradient_checkpointing)
         if args.mfu:
             prices.utilisation = args.mfu
         return prices
+
+    if args.tflops:
+        return flops_prices(args.tflops)
     first_cfg.cache_dir = str(cache)
     from bench.pipeline import pick_device
     device = device_name(pick_device(first_cfg.device))
@@ -100,17 +104,14 @@ def _prices(args, cache: Path, groups, first_cfg, log):
             return CalibratedPrices(cal)
     if first_cfg.backbone.dtype == "bfloat16" and first_cfg.backbone.name in KNOWN_PARAMETERS:
         # a GPU profile planned before any GPU calibration (a fresh clone): FLOPs on the suite's reference GPU
-        prices = FlopsPrices(_parameters(first_cfg), DEFAULT_PEAK_TFLOPS, first_cfg.backbone.lora,
-                             first_cfg.backbone.gradient_checkpointing)
+        prices = flops_prices(H200_PEAK_TFLOPS)
         log(f"plan: no calibration for the {args.profile} profile on {device}: priced by FLOPs on one H100/H200 "
-            f"({DEFAULT_PEAK_TFLOPS:g} TFLOP/s bf16 dense peak at {prices.utilisation:.3f} utilisation; --tflops/--mfu "
+            f"({H200_PEAK_TFLOPS:g} TFLOP/s bf16 dense peak at {prices.utilisation:.3f} utilisation; --tflops/--mfu "
             f"for another GPU, --calibrate on the GPU to measure)")
         return prices
     raise CalibrationError(f"no calibration for the {args.profile} profile on {device} (looked for {default}); "
                            f"add --calibrate to measure one here, --calibration FILE, or --tflops T to price by FLOPs")
 
-
-DEFAULT_PEAK_TFLOPS = 989.0   # H100/H200 SXM, bf16 dense: the GPU of the suite's own checks (README, the paper profile)
 
 
 def _slug(text: str) -> str:

@@ -307,7 +307,7 @@ def test_the_paper_profile_is_planned_on_a_fresh_machine_without_options(tmp_pat
     """No data prepared, no calibration, no --tflops: `bench plan --profile paper` prices its GPU grid by FLOPs on the
     suite's reference GPU, says so, and states GPU-hours (here Table 6 alone, Book-Crossing from a stand-in)."""
     import bench.planner.grid_work as workload
-    from bench.planner.command import DEFAULT_PEAK_TFLOPS
+    from bench.planner.prices import H200_PEAK_TFLOPS
 
     data = tmp_path / "data"
     data.mkdir()
@@ -316,6 +316,6 @@ def test_the_paper_profile_is_planned_on_a_fresh_machine_without_options(tmp_pat
     assert main(["plan", "--profile", "paper", "--tables", "6", "--cache", str(tmp_path / "cache"),
                  "--results", str(tmp_path / "none")]) == 0
     out = capsys.readouterr()
-    assert f"priced by FLOPs on one H100/H200 ({DEFAULT_PEAK_TFLOPS:g} TFLOP/s" in out.err + out.out
+    assert f"priced by FLOPs on one H100/H200 ({H200_PEAK_TFLOPS:g} TFLOP/s" in out.err + out.out
     total = next(line for line in out.out.splitlines() if line.startswith("total:"))
     assert "GPU-hours" in total and float(total.split()[1]) > 0
