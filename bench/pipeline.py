@@ -102,7 +102,11 @@ class PreparedCell:
             sft_identity["autocast"] = self.autocast
         if self.device.type == "cpu":  # the thread count changes CPU float sums, hence the trained weights' last bits:
             sft_identity["cpu_threads"] = torch.get_num_threads()  # a cached model is reused only at the same count
-        self.sft_tag = record_key(sft_identity)
+        sft_identity["sft"].pop("save_steps", None)  # checkpoints do not change the model
+        stop = sft_identity["sft"].pop("stop_after_samples", None)
+        # the training run (its checkpoints, shared by the points of a learning curve) and the model taken from it
+        self.sft_checkpoints = self.cache_dir / "sft-checkpoints" / record_key(sft_identity)
+        self.sft_tag = record_key(sft_identity if stop is None else {**sft_identity, "stop_after_samples": stop})
         self.sft_dir = self.cache_dir / "sft" / self.sft_tag
         self.sft_stats: dict | None = None
         self.seen_by_user: dict[int, np.ndarray] | None = None
@@ -121,7 +125,8 @@ class PreparedCell:
         if self.sft_stats is None:
             self.sft_stats = cached_sft(self.sft_dir, self.base_model, self.tokenizer, self.train_prompts,
                                         [self.completions[int(t)] for t in self.train.targets], self.cfg.sft,
-                                        self.cfg.seed, self.device, self.cfg.backbone.dtype, self.log)
+                                        self.cfg.seed, self.device, self.cfg.backbone.dtype, self.log,
+                                        checkpoints=self.sft_checkpoints)
         return self.sft_stats
 
     def sft_model(self):
@@ -206,6 +211,7 @@ def non_default(settings) -> dict:
 
 
 VOLATILE = ("results_dir", "cache_dir", "method_overrides", "device")  # do not change a result
+VOLATILE_SETTINGS = {"sft": ("save_steps",)}  # section settings that do not change a result either
 
 
 def record_key_for(method: str, hyperparameters: dict, config: dict, split_fingerprint: str) -> str:
@@ -226,7 +232,8 @@ def stable_config(config: dict) -> dict:
             continue
         default = defaults.get(key, _MISSING)
         if isinstance(value, dict) and isinstance(default, dict) and key in SECTIONS:
-            out[key] = {k: v for k, v in value.items() if default.get(k, _MISSING) != v}
+            out[key] = {k: v for k, v in value.items()
+                        if default.get(k, _MISSING) != v and k not in VOLATILE_SETTINGS.get(key, ())}
         elif default != value:
             out[key] = value
     return out

@@ -16,6 +16,14 @@ class SFTConfig:
     group_by_length: bool = field(default=False, metadata={
         "help": "batches of samples of similar length (seeded, every sample once per epoch), so little of a step is "
                 "padding; off: a plain seeded shuffle"})
+    save_steps: int = field(default=0, metadata={
+        "help": "a resumable checkpoint (weights or adapter, optimizer, schedule, RNG, data position) every N "
+                "optimizer steps under <cache_dir>/sft-checkpoints/; a run of the same SFT continues from the newest "
+                "one. 0: none. Does not change the model, so not part of its identity"})
+    stop_after_samples: int | None = field(default=None, metadata={
+        "help": "the SFT model is the training run's state after this many samples (rounded up to whole steps), "
+                "its learning-rate schedule still spanning every epoch: a learning curve's points are stops of one "
+                "run, each continuing from the checkpoint of the one before. None: the whole run"})
 
 
 @dataclass

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import tempfile
 import time
 from pathlib import Path
@@ -33,6 +34,8 @@ from trl import SFTTrainer
 from methods.train import distributed
 from methods.train.batching import LengthGroupedSampler
 from methods.train.cache import save_atomically, weights_problem
+from methods.train.checkpoints import (StopAndTime, checkpoint_timing, complete_checkpoints, copy_weights,
+                                         resume_point)
 from methods.train.loop import EpochTimer, training_arguments
 from methods.train.sequences import completion_logps, left_padded
 
@@ -104,10 +107,14 @@ def sft_trainer(model, tokenizer, prompts: list[list[int]], completions: list[li
                 epochs: float, learning_rate: float, batch_size: int, seed: int, device, grad_accum: int = 1,
                 warmup: float = 0.05, weight_decay: float = 0.0, dtype: str = "float32",
                 weights: list[float] | None = None, callbacks: list | None = None,
-                group_by_length: bool = False) -> CompletionSFTTrainer:
-    """The SFT trainer of `run_sft`, its dataset prepared by TRL (labels -100 on the prompt), not yet trained."""
-    args = TRLSFTConfig(**training_arguments(output_dir, epochs, batch_size, grad_accum, learning_rate, warmup, seed,
-                                             device, dtype=dtype, weight_decay=weight_decay),
+                group_by_length: bool = False, save_steps: int = 0) -> CompletionSFTTrainer:
+    """The SFT trainer of `run_sft`, its dataset prepared by TRL (labels -100 on the prompt), not yet trained;
+    `save_steps` > 0: a checkpoint in `output_dir` every that many optimizer steps."""
+    arguments = training_arguments(output_dir, epochs, batch_size, grad_accum, learning_rate, warmup, seed, device,
+                                   dtype=dtype, weight_decay=weight_decay)
+    if save_steps:
+        arguments.update(save_strategy="steps", save_steps=save_steps)
+    args = TRLSFTConfig(**arguments,
                         completion_only_loss=True, max_length=None, dataset_num_proc=None, packing=False)
     return CompletionSFTTrainer(model=model, args=args, train_dataset=sft_dataset(prompts, completions, weights),
                                 processing_class=tokenizer, data_collator=CompletionCollator(tokenizer.pad_token_id),
@@ -130,6 +137,33 @@ def run_sft(model, tokenizer, prompts: list[list[int]], completions: list[list[i
     return trainer.model, timer.seconds_per_epoch(epochs)
 
 
+def run_resumable_sft(model, tokenizer, prompts, completions, cfg, seed: int, device, dtype: str, folder: Path,
+                      stop_step: int | None, log=print, weights: list[float] | None = None):
+    """`run_sft` with checkpoints in `folder` (every `cfg.save_steps` optimizer steps, and at `stop_step`, where
+    training ends early), continuing from the newest complete one at or before `stop_step`
+    (`methods.train.checkpoints`). Returns (model, seconds per epoch, cumulative training seconds)."""
+    resume = resume_point(folder, stop_step)
+    timer = StopAndTime(stop_step, checkpoint_timing(resume)["train_seconds"])
+    trainer = sft_trainer(model, tokenizer, prompts, completions, str(folder), cfg.epochs, cfg.learning_rate,
+                          cfg.batch_size, seed, device, cfg.grad_accum, cfg.warmup_ratio, cfg.weight_decay, dtype,
+                          weights, callbacks=[timer], group_by_length=cfg.group_by_length,
+                          save_steps=cfg.save_steps)
+    log(f"sft: checkpoints in {folder}; " + (f"continuing from {resume.name}" if resume else "starting") +
+        (f", stopping at step {stop_step}" if stop_step else ""))
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    return trainer.model, timer.seconds_per_epoch(trainer.state, trainer.args), timer.total_seconds()
+
+
+def stop_step_for(cfg, samples: int) -> int | None:
+    """The optimizer step after which `cfg.stop_after_samples` samples have been trained on (None: no early stop,
+    or not before the run's end)."""
+    if getattr(cfg, "stop_after_samples", None) is None:
+        return None
+    step = math.ceil(int(cfg.stop_after_samples) / (cfg.batch_size * cfg.grad_accum))
+    total = math.ceil(math.ceil(math.ceil(samples / cfg.batch_size) / cfg.grad_accum) * cfg.epochs)
+    return step if step < total else None
+
+
 def cached_entry(path: Path) -> tuple[dict | None, str | None]:
     """(stats, None) when `path` holds a complete SFT entry: stats JSON with seconds per epoch, a config and
     weights whose safetensors headers cover their files (a truncated file fails); (None, what is wrong) otherwise.
@@ -147,27 +181,49 @@ def cached_entry(path: Path) -> tuple[dict | None, str | None]:
 
 
 def cached_sft(path: Path, build_model, tokenizer, prompts, completions, cfg, seed: int, device, dtype: str,
-               log=print, weights: list[float] | None = None) -> dict:
+               log=print, weights: list[float] | None = None, checkpoints: Path | None = None) -> dict:
     """Train and save the cell's SFT model unless `path` already holds it (a complete entry, see `cached_entry`);
     returns its stats (kept beside it).
-    `weights` (per-sample loss weights) must be part of what `path` names."""
+    `weights` (per-sample loss weights) must be part of what `path` names. `checkpoints`: the folder of this
+    training run's checkpoints (named by everything that shapes the run but `cfg.stop_after_samples` and
+    `cfg.save_steps`), used when `cfg.save_steps` or `cfg.stop_after_samples` is set (`run_resumable_sft`)."""
     if (path / "sft_stats.json").exists():
         stats, problem = cached_entry(path)
         if stats is not None:
             log(f"sft: cached ({path})")
             return stats
         log(f"sft: ignoring the corrupt cache entry {path} ({problem}); training again")
-    log(f"sft: training on {len(prompts)} samples for {cfg.epochs} epochs")
-    start = time.perf_counter()
-    model, seconds = run_sft(build_model(), tokenizer, prompts, completions, cfg.epochs, cfg.learning_rate,
-                             cfg.batch_size, seed, device, cfg.grad_accum, cfg.warmup_ratio, cfg.weight_decay, dtype,
-                             weights, getattr(cfg, "group_by_length", False))
-    stats = {"seconds_per_epoch": seconds, "train_seconds": time.perf_counter() - start, "samples": len(prompts),
-             "torch_threads": torch.get_num_threads()}  # CPU float sums, hence the weights, depend on it
+    stop_step = stop_step_for(cfg, len(prompts))
+    resumable = checkpoints is not None and (getattr(cfg, "save_steps", 0) or stop_step)
+    if resumable and stop_step in complete_checkpoints(checkpoints):
+        checkpoint = complete_checkpoints(checkpoints)[stop_step]
+        log(f"sft: taking the model from {checkpoint}")
+        stats = {**checkpoint_timing(checkpoint), "samples": len(prompts), "torch_threads": torch.get_num_threads()}
+        model = None
+    else:
+        log(f"sft: training on {len(prompts)} samples for {cfg.epochs} epochs"
+            + (f", stopping after {cfg.stop_after_samples}" if stop_step else ""))
+        start = time.perf_counter()
+        if resumable:
+            model, seconds, total = run_resumable_sft(build_model(), tokenizer, prompts, completions, cfg, seed,
+                                                      device, dtype, checkpoints, stop_step, log, weights)
+        else:
+            model, seconds = run_sft(build_model(), tokenizer, prompts, completions, cfg.epochs, cfg.learning_rate,
+                                     cfg.batch_size, seed, device, cfg.grad_accum, cfg.warmup_ratio,
+                                     cfg.weight_decay, dtype, weights, getattr(cfg, "group_by_length", False))
+            total = time.perf_counter() - start
+        stats = {"seconds_per_epoch": seconds, "train_seconds": total, "samples": len(prompts),
+                 "torch_threads": torch.get_num_threads()}  # CPU float sums, hence the weights, depend on it
+
+    if stop_step:
+        stats.update(stop_step=stop_step, samples_seen=stop_step * cfg.batch_size * cfg.grad_accum)
 
     class _Saver:  # the model and its stats land in one atomic rename
         def save_pretrained(self, target):
-            model.save_pretrained(target)
+            if model is None:
+                copy_weights(checkpoint, Path(target))
+            else:
+                model.save_pretrained(target)
             tokenizer.save_pretrained(target)
             (Path(target) / "sft_stats.json").write_text(json.dumps(stats))
 
