@@ -102,10 +102,13 @@ class PreparedCell:
             sft_identity["autocast"] = self.autocast
         if self.device.type == "cpu":  # the thread count changes CPU float sums, hence the trained weights' last bits:
             sft_identity["cpu_threads"] = torch.get_num_threads()  # a cached model is reused only at the same count
-        sft_identity["sft"].pop("save_steps", None)  # checkpoints do not change the model
+        for key in VOLATILE_SETTINGS["sft"]:  # checkpoints do not change the model
+            sft_identity["sft"].pop(key, None)
         stop = sft_identity["sft"].pop("stop_after_samples", None)
         # the training run (its checkpoints, shared by the points of a learning curve) and the model taken from it
-        self.sft_checkpoints = self.cache_dir / "sft-checkpoints" / record_key(sft_identity)
+        self.sft_run = record_key(sft_identity)
+        self.sft_checkpoints = (Path(cfg.sft.checkpoint_dir) if cfg.sft.checkpoint_dir
+                                else self.cache_dir / "sft-checkpoints" / self.sft_run)
         self.sft_tag = record_key(sft_identity if stop is None else {**sft_identity, "stop_after_samples": stop})
         self.sft_dir = self.cache_dir / "sft" / self.sft_tag
         self.sft_stats: dict | None = None
@@ -126,7 +129,7 @@ class PreparedCell:
             self.sft_stats = cached_sft(self.sft_dir, self.base_model, self.tokenizer, self.train_prompts,
                                         [self.completions[int(t)] for t in self.train.targets], self.cfg.sft,
                                         self.cfg.seed, self.device, self.cfg.backbone.dtype, self.log,
-                                        checkpoints=self.sft_checkpoints)
+                                        checkpoints=self.sft_checkpoints, run_key=self.sft_run)
         return self.sft_stats
 
     def sft_model(self):
@@ -211,7 +214,7 @@ def non_default(settings) -> dict:
 
 
 VOLATILE = ("results_dir", "cache_dir", "method_overrides", "device")  # do not change a result
-VOLATILE_SETTINGS = {"sft": ("save_steps",)}  # section settings that do not change a result either
+VOLATILE_SETTINGS = {"sft": ("save_steps", "checkpoint_dir", "keep_checkpoints")}  # nor do these settings
 
 
 def record_key_for(method: str, hyperparameters: dict, config: dict, split_fingerprint: str) -> str:

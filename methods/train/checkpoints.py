@@ -56,6 +56,25 @@ def checkpoint_timing(checkpoint: Path | None) -> dict:
         return {"train_seconds": 0.0, "seconds_per_epoch": float("nan")}
 
 
+def claim_folder(folder: Path, run_key: str | None) -> None:
+    """Mark `folder` as the checkpoints of training run `run_key` (its run.json), or refuse it when run.json names
+    another run: continuing another run's optimizer and weights would silently train a different model."""
+    if run_key is None:
+        return
+    marker = Path(folder) / "run.json"
+    if marker.exists():
+        try:
+            named = json.loads(marker.read_text()).get("run")
+        except (OSError, ValueError, AttributeError) as err:
+            raise ValueError(f"{marker}: unreadable ({err}); remove it or choose another sft.checkpoint_dir") from err
+        if named != run_key:
+            raise ValueError(f"{marker}: the checkpoints of SFT run {named}, not of this run ({run_key}): its data, "
+                             f"settings or seed differ; choose another sft.checkpoint_dir")
+        return
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({"run": run_key}) + "\n")
+
+
 def copy_weights(checkpoint: Path, target: Path) -> None:
     """The model files of `checkpoint` (config or adapter config, safetensors) into `target`."""
     target.mkdir(parents=True, exist_ok=True)

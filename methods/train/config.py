@@ -20,6 +20,11 @@ class SFTConfig:
         "help": "a resumable checkpoint (weights or adapter, optimizer, schedule, RNG, data position) every N "
                 "optimizer steps under <cache_dir>/sft-checkpoints/; a run of the same SFT continues from the newest "
                 "one. 0: none. Does not change the model, so not part of its identity"})
+    checkpoint_dir: str | None = field(default=None, metadata={
+        "help": "the folder of this run's checkpoints (None: <cache_dir>/sft-checkpoints/<run key>), e.g. a committed "
+                "one to continue a run begun elsewhere; its run.json must name this run"})
+    keep_checkpoints: int = field(default=0, metadata={
+        "help": "keep only the newest N checkpoints (0: all; a stop's model is copied to the SFT cache first)"})
     stop_after_samples: int | None = field(default=None, metadata={
         "help": "the SFT model is the training run's state after this many samples (rounded up to whole steps), "
                 "its learning-rate schedule still spanning every epoch: a learning curve's points are stops of one "

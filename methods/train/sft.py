@@ -34,8 +34,8 @@ from trl import SFTTrainer
 from methods.train import distributed
 from methods.train.batching import LengthGroupedSampler
 from methods.train.cache import save_atomically, weights_problem
-from methods.train.checkpoints import (StopAndTime, checkpoint_timing, complete_checkpoints, copy_weights,
-                                         resume_point)
+from methods.train.checkpoints import (StopAndTime, checkpoint_timing, claim_folder, complete_checkpoints,
+                                         copy_weights, resume_point)
 from methods.train.loop import EpochTimer, training_arguments
 from methods.train.sequences import completion_logps, left_padded
 
@@ -107,13 +107,13 @@ def sft_trainer(model, tokenizer, prompts: list[list[int]], completions: list[li
                 epochs: float, learning_rate: float, batch_size: int, seed: int, device, grad_accum: int = 1,
                 warmup: float = 0.05, weight_decay: float = 0.0, dtype: str = "float32",
                 weights: list[float] | None = None, callbacks: list | None = None,
-                group_by_length: bool = False, save_steps: int = 0) -> CompletionSFTTrainer:
+                group_by_length: bool = False, save_steps: int = 0, keep: int = 0) -> CompletionSFTTrainer:
     """The SFT trainer of `run_sft`, its dataset prepared by TRL (labels -100 on the prompt), not yet trained;
-    `save_steps` > 0: a checkpoint in `output_dir` every that many optimizer steps."""
+    `save_steps` > 0: a checkpoint in `output_dir` every that many optimizer steps, the newest `keep` kept (0: all)."""
     arguments = training_arguments(output_dir, epochs, batch_size, grad_accum, learning_rate, warmup, seed, device,
                                    dtype=dtype, weight_decay=weight_decay)
     if save_steps:
-        arguments.update(save_strategy="steps", save_steps=save_steps)
+        arguments.update(save_strategy="steps", save_steps=save_steps, save_total_limit=keep or None)
     args = TRLSFTConfig(**arguments,
                         completion_only_loss=True, max_length=None, dataset_num_proc=None, packing=False)
     return CompletionSFTTrainer(model=model, args=args, train_dataset=sft_dataset(prompts, completions, weights),
@@ -147,7 +147,7 @@ def run_resumable_sft(model, tokenizer, prompts, completions, cfg, seed: int, de
     trainer = sft_trainer(model, tokenizer, prompts, completions, str(folder), cfg.epochs, cfg.learning_rate,
                           cfg.batch_size, seed, device, cfg.grad_accum, cfg.warmup_ratio, cfg.weight_decay, dtype,
                           weights, callbacks=[timer], group_by_length=cfg.group_by_length,
-                          save_steps=cfg.save_steps)
+                          save_steps=cfg.save_steps, keep=getattr(cfg, "keep_checkpoints", 0))
     log(f"sft: checkpoints in {folder}; " + (f"continuing from {resume.name}" if resume else "starting") +
         (f", stopping at step {stop_step}" if stop_step else ""))
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
@@ -181,12 +181,14 @@ def cached_entry(path: Path) -> tuple[dict | None, str | None]:
 
 
 def cached_sft(path: Path, build_model, tokenizer, prompts, completions, cfg, seed: int, device, dtype: str,
-               log=print, weights: list[float] | None = None, checkpoints: Path | None = None) -> dict:
+               log=print, weights: list[float] | None = None, checkpoints: Path | None = None,
+               run_key: str | None = None) -> dict:
     """Train and save the cell's SFT model unless `path` already holds it (a complete entry, see `cached_entry`);
     returns its stats (kept beside it).
     `weights` (per-sample loss weights) must be part of what `path` names. `checkpoints`: the folder of this
     training run's checkpoints (named by everything that shapes the run but `cfg.stop_after_samples` and
-    `cfg.save_steps`), used when `cfg.save_steps` or `cfg.stop_after_samples` is set (`run_resumable_sft`)."""
+    `cfg.save_steps`, `run_key`: checked against the folder's run.json), used when `cfg.save_steps` or
+    `cfg.stop_after_samples` is set (`run_resumable_sft`)."""
     if (path / "sft_stats.json").exists():
         stats, problem = cached_entry(path)
         if stats is not None:
@@ -195,6 +197,8 @@ def cached_sft(path: Path, build_model, tokenizer, prompts, completions, cfg, se
         log(f"sft: ignoring the corrupt cache entry {path} ({problem}); training again")
     stop_step = stop_step_for(cfg, len(prompts))
     resumable = checkpoints is not None and (getattr(cfg, "save_steps", 0) or stop_step)
+    if resumable:
+        claim_folder(checkpoints, run_key)
     if resumable and stop_step in complete_checkpoints(checkpoints):
         checkpoint = complete_checkpoints(checkpoints)[stop_step]
         log(f"sft: taking the model from {checkpoint}")

@@ -104,3 +104,21 @@ def test_the_settings_do_not_leak_into_the_model_identity_but_stops_do(setting):
     cfg = RunConfig()
     setattr(cfg.sft, setting, 8)
     assert bool(stable_config(cfg.to_dict())["sft"]) == (setting == "stop_after_samples")
+
+
+def test_a_folder_of_another_run_is_refused(tmp_path):
+    data = setup(n=8)
+    tok, prompts, completions, build = data
+    cfg = SFTConfig(epochs=1, learning_rate=1e-2, batch_size=4, save_steps=1)
+    cached_sft(tmp_path / "a", build, tok, prompts, completions, cfg, 0, "cpu", "float32", **QUIET,
+               checkpoints=tmp_path / "ckpt", run_key="run-a")
+    assert json.loads((tmp_path / "ckpt" / "run.json").read_text()) == {"run": "run-a"}
+    with pytest.raises(ValueError, match=r"run\.json: the checkpoints of SFT run run-a, not of this run \(run-b\)"):
+        cached_sft(tmp_path / "b", build, tok, prompts, completions, cfg, 0, "cpu", "float32", **QUIET,
+                   checkpoints=tmp_path / "ckpt", run_key="run-b")
+
+
+def test_keep_checkpoints_keeps_the_newest(tmp_path):
+    data = setup(n=24)
+    sft(tmp_path, "a", SFTConfig(epochs=1, learning_rate=1e-2, batch_size=4, save_steps=1, keep_checkpoints=2), data)
+    assert sorted(complete_checkpoints(tmp_path / "ckpt")) == [5, 6]
