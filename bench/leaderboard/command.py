@@ -28,6 +28,10 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="override a profile value in every cell (device=cuda, sft.epochs=2, dpo.beta=0.2)")
     p.add_argument("--add-methods", help="comma-separated registered methods (yours: see --include) added as rows "
                                          "below the paper's in every method table")
+    p.add_argument("--shifts", help="comma-separated: only these shifts' columns (default: all, or the profile's "
+                                    "committed scope: small temporal,popularity)")
+    p.add_argument("--methods", help="comma-separated: only these methods' rows, those a table lacks added as extra "
+                                     "rows (default: the tables' rows, or the profile's committed scope)")
 
 
 def add_parsers(sub) -> None:
@@ -57,9 +61,12 @@ def add_parsers(sub) -> None:
 
 
 def _setup(args):
-    from bench.leaderboard.grids import default_seeds, table_names
+    from bench.leaderboard.grids import LEADERBOARD_SCOPE, default_seeds, restrict, table_names
     from bench.leaderboard.records import profile_config
 
+    for option, value in LEADERBOARD_SCOPE.get(args.profile, {}).items():  # the committed leaderboard's scope
+        if getattr(args, option, None) is None:
+            setattr(args, option, value)
     names = table_names(args.tables)
     if args.seeds is None:
         args.seeds = ",".join(map(str, default_seeds(args.profile)))
@@ -71,8 +78,17 @@ def _setup(args):
         raise ValueError("--seeds is empty")
     profile_config(args.profile)  # an unknown profile fails here, with "did you mean"
     args.added_methods = _added_methods(getattr(args, "add_methods", None))
+    args.scope = (_names(getattr(args, "shifts", None)), _added_methods(getattr(args, "methods", None)) or None)
+    names = restrict(names, *args.scope)
+    if not names:
+        raise ValueError(f"no table has a column of --shifts {args.shifts} and a row of --methods {args.methods} "
+                         f"among --tables {args.tables}")
     check_sets(args.profile, args.set)
     return names, seeds
+
+
+def _names(text: str | None) -> list[str] | None:
+    return [n.strip() for n in text.split(",") if n.strip()] or None if text else None
 
 
 def _added_methods(text: str | None) -> list[str]:
@@ -173,7 +189,7 @@ def _launch(args, names, seeds, runner, groups, log) -> int:
 
     job = launch.GroupJob(args.profile, names, seeds, str(args.results), args.cache, args.set, args.gpus_per_job,
                           args.stale_lock_hours * 3600, plugins.split_modules(os.environ.get(plugins.ENV, "")),
-                          args.added_methods)
+                          args.added_methods, args.scope)
     folder = Path(args.logs) if args.logs else Path(args.results) / ".submitit"
     jobs = launch.submit(args.launcher, folder, res, job, [g.id for g in todo], log)
     if args.launcher == "slurm":

@@ -22,6 +22,13 @@ PAPER_DATASETS = {"Yelp2018": "yelp2018", "ML-10M": "ml-10m", "Book-Crossing": "
 # `compare` and `plan` use without --seeds, so the plain render-only command reproduces the committed tables.
 LEADERBOARD_SEEDS = {"tiny": (0, 1, 2)}
 DEFAULT_SEEDS = (0,)
+# The part of the paper's grid a profile's committed leaderboard covers, when not all of it: its tables, the shifts
+# (columns) and the methods (rows; those outside the paper's table are added as extra rows). `leaderboard`,
+# `compare` and `plan` use it unless --tables, --shifts or --methods say otherwise.
+LEADERBOARD_SCOPE = {
+    "small": {"tables": "1,fig2", "shifts": "temporal,popularity",
+              "methods": "sft,dpo,causaldpo,simpo,sdpo,sprec,mostpop,random,sasrec"},
+}
 
 BACKBONES = {
     "paper": {"llama": "meta-llama/Llama-3.1-8B", "qwen2": "Qwen/Qwen2.5-7B-Instruct", "qwen3": "Qwen/Qwen3-8B"},
@@ -174,6 +181,29 @@ def add_method_rows(names: list[str]) -> None:
         if any(set(GROUNDING) <= set(row.overrides) for row in spec.rows):  # Tables 1g, 5g: every row grounded
             added = _grounded(added)
         TABLES[key] = dataclasses.replace(spec, rows=spec.rows + added)
+
+
+def restrict(names: list[str], shifts: list[str] | None = None, methods: list[str] | None = None) -> list[str]:
+    """Narrow the named tables to the columns of `shifts` and the rows of `methods` (None: all), adding the listed
+    methods that a method table lacks as extra rows (`add_method_rows`). Returns the names of the tables left with
+    a column and a row (Table 2, the datasets, keeps its rows). Changes `TABLES`, as `add_method_rows` does."""
+    import dataclasses
+
+    known = {column.shift for spec in TABLES.values() for column in spec.columns}
+    unknown = sorted(set(shifts or ()) - known)
+    if unknown:
+        raise ValueError(f"--shifts: unknown shift(s) {', '.join(unknown)}; the tables' shifts: {', '.join(sorted(known))}")
+    if methods:
+        add_method_rows(list(methods))
+    kept = []
+    for name in names:
+        spec = TABLES[name]
+        columns = tuple(c for c in spec.columns if shifts is None or c.shift in shifts)
+        rows = tuple(r for r in spec.rows if not methods or r.method in methods)
+        TABLES[name] = spec = dataclasses.replace(spec, columns=columns, rows=rows if spec.kind != "stats" else spec.rows)
+        if spec.columns and (spec.rows or spec.kind == "stats"):
+            kept.append(name)
+    return kept
 
 
 def table_names(text: str | None) -> list[str]:

@@ -92,19 +92,21 @@ class GroupJob(submitit.helpers.Checkpointable):
 
     def __init__(self, profile: str, tables: list[str], seeds: list[int], results: str, cache: str | None,
                  extra_sets: list[str], gpus: int = 0, stale_after: float = 24 * 3600.0,
-                 include: list[str] = (), added_methods: list[str] = ()):
+                 include: list[str] = (), added_methods: list[str] = (), scope: tuple = (None, None)):
         self.profile, self.tables, self.seeds, self.results, self.cache = profile, tables, seeds, results, cache
         self.extra_sets, self.gpus, self.stale_after = list(extra_sets), gpus, stale_after
         self.include, self.added_methods = list(include), list(added_methods)  # outside code: `bench.plugins`
+        self.scope = scope  # (shifts, methods) of `grids.restrict`
 
     def __call__(self, group_id: str) -> list[str]:
         from bench import plugins
-        from bench.leaderboard.grids import add_method_rows, expand
+        from bench.leaderboard.grids import add_method_rows, expand, restrict
         from bench.leaderboard.records import profile_config
         from bench.leaderboard.runner import GridRunner, group_cells
 
         plugins.load(self.include)  # a job is a fresh process: register the outside code again (and for accelerate)
         add_method_rows(self.added_methods)
+        restrict(self.tables, *self.scope)
         cfg = profile_config(self.profile)
         groups = {g.id: g for g in group_cells(expand(self.tables, self.profile, self.seeds, cfg.data.dataset,
                                                             cfg.backbone.name))}

@@ -450,3 +450,33 @@ def test_rows_name_their_protocol_and_copies_are_marked(tmp_path):
             and r["shift"] == "temporal"}
     assert rows["DPO"]["same_ranks_as"] == "SimPO" and rows["CPO"]["same_ranks_as"] == ""
     assert rows["CPO"]["protocol"] == "likelihood"
+
+
+@pytest.fixture
+def tables_restored():
+    """`restrict` and `add_method_rows` change TABLES in place (a job process applies them once); undo that."""
+    saved = dict(TABLES)
+    yield
+    TABLES.clear()
+    TABLES.update(saved)
+
+
+def test_restrict_keeps_the_named_shifts_and_methods_and_adds_the_missing_ones(tables_restored):
+    kept = grids.restrict(["table1", "table6", "fig2"], ["temporal", "popularity"], ["sft", "causaldpo", "mostpop"])
+    assert kept == ["table1", "fig2"]                  # table6 has only the exposure column
+    assert [c.shift for c in TABLES["table1"].columns] == ["popularity", "temporal"]
+    assert [(r.method, r.extra) for r in TABLES["table1"].rows] == [("causaldpo", False), ("sft", True),
+                                                                    ("mostpop", True)]
+    assert [r.method for r in TABLES["fig2"].rows] == ["sft", "causaldpo"]   # figures get no added rows
+    cells = expand(kept, "tiny", [0], "ml-100k", "tiny-llama")
+    assert {(c.shift, c.method) for c in cells} == {(s, m) for s in ("popularity", "temporal")
+                                                    for m in ("sft", "causaldpo", "mostpop")}
+    with pytest.raises(ValueError, match="unknown shift.*temporl"):
+        grids.restrict(["table1"], ["temporl"], None)
+
+
+def test_the_small_profile_runs_its_committed_scope_by_default(tmp_path, tables_restored):
+    out = subprocess.run([sys.executable, "-m", "bench", "leaderboard", "--profile", "small", "--dry-run",
+                          "--results", str(tmp_path)], capture_output=True, text=True, check=True).stderr
+    assert "table1, fig2; seeds [0]; 18 cells in 2 groups" in out
+    assert "ml-100k/temporal seed 0: would run causaldpo, dpo, mostpop, random, sasrec, sdpo, sft, simpo, sprec" in out
