@@ -27,7 +27,7 @@ from methods.ranking.protocols import protocol_options
 from methods.train import distributed
 from methods.train.precision import autocast_name, resolve_autocast
 from methods.train.preference_trainer import cached_reference_logps
-from methods.train.sft import cached_sft, run_sft
+from methods.train.sft import cached_entry, cached_sft, run_sft
 from splits import build_split, load_dataset
 from splits.groups import popularity_groups, time_periods
 from splits.samples import Samples, build_samples
@@ -111,6 +111,9 @@ class PreparedCell:
                                 else self.cache_dir / "sft-checkpoints" / self.sft_run)
         self.sft_tag = record_key(sft_identity if stop is None else {**sft_identity, "stop_after_samples": stop})
         self.sft_dir = self.cache_dir / "sft" / self.sft_tag
+        prebuilt = Path(cfg.sft.prebuilt_dir) / self.sft_tag if cfg.sft.prebuilt_dir else None
+        if prebuilt is not None and cached_entry(prebuilt)[0] is not None:  # a committed model: used, never written
+            self.sft_dir = prebuilt
         self.sft_stats: dict | None = None
         self.seen_by_user: dict[int, np.ndarray] | None = None
 
@@ -214,7 +217,7 @@ def non_default(settings) -> dict:
 
 
 VOLATILE = ("results_dir", "cache_dir", "method_overrides", "device")  # do not change a result
-VOLATILE_SETTINGS = {"sft": ("save_steps", "checkpoint_dir", "keep_checkpoints")}  # nor do these settings
+VOLATILE_SETTINGS = {"sft": ("save_steps", "checkpoint_dir", "keep_checkpoints", "prebuilt_dir")}  # nor these
 
 
 def record_key_for(method: str, hyperparameters: dict, config: dict, split_fingerprint: str) -> str:

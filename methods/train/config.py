@@ -23,6 +23,9 @@ class SFTConfig:
     checkpoint_dir: str | None = field(default=None, metadata={
         "help": "the folder of this run's checkpoints (None: <cache_dir>/sft-checkpoints/<run key>), e.g. a committed "
                 "one to continue a run begun elsewhere; its run.json must name this run"})
+    prebuilt_dir: str | None = field(default=None, metadata={
+        "help": "a folder of finished SFT models named by their tag, as <cache_dir>/sft/ holds them (e.g. a "
+                "leaderboard's committed ones): a cell whose model is there ranks and aligns from it, untrained"})
     keep_checkpoints: int = field(default=0, metadata={
         "help": "keep only the newest N checkpoints (0: all; a stop's model is copied to the SFT cache first)"})
     stop_after_samples: int | None = field(default=None, metadata={
