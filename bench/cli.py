@@ -55,6 +55,8 @@ def parser() -> argparse.ArgumentParser:
     leaderboard_command.add_parsers(sub)
     from bench.planner import command as plan_command
     plan_command.add_parser(sub)
+    from bench.leaderboard import pair
+    pair.add_parser(sub)
     for command in [sub.choices[name] for name in ("run", "ls", "leaderboard", "compare", "plan")] + data_commands:
         command.add_argument(
             "--include", action="append", default=[], metavar="MODULE",
@@ -88,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("leaderboard", "compare"):
             from bench.leaderboard import command as leaderboard_command
             return getattr(leaderboard_command, args.command)(args, log)
+        if args.command == "pair":
+            from bench.leaderboard import pair
+            return pair.pair_command(args, log)
         if args.command == "plan":
             from bench.planner import command as plan_command
             return plan_command.plan_command(args, log)
