@@ -16,8 +16,9 @@ from methods.train.sequences import left_pad
 
 
 def progress(batches: range, desc: str, batch_size: int):
-    """A progress bar over prompt batches, shown only for long jobs."""
-    return tqdm(batches, desc=desc, unit=f"x{batch_size} prompts", leave=False, disable=len(batches) < 20)
+    """A progress bar over prompt batches, shown only for long jobs: from 5 s on (a few batches of a real LLM's
+    likelihood ranking take minutes; the tiny profile's rankings finish before it shows)."""
+    return tqdm(batches, desc=desc, unit=f"x{batch_size} prompts", leave=False, delay=5, disable=len(batches) < 2)
 
 
 def cut_after_eos(tokens: list[int], eos_id: int) -> list[int]:
