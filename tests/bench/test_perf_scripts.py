@@ -120,3 +120,34 @@ def test_llm_speed_at_tiny_size(capsys, tmp_path):
         assert all(positive(cell) for cell in row[1:4]) and positive(row[5]) and positive(row[6].split()[0])
     for row in ranking:
         assert all(positive(cell) for cell in row[2:])
+
+
+def test_likelihood_bounds_on_a_trained_model(capsys, tmp_path):
+    from bench.perf import likelihood_bounds
+
+    likelihood_bounds.main(["--profile", "smoke", "--part", "ood_test", "--prompts", "2", "--k", "5",
+                            "--cache", str(tmp_path)])
+    out = capsys.readouterr().out
+    rows = re.findall(r"d1 ([\d.]+)%, d2 ([\d.]+)%.*feeds (\d+) of (\d+) trie nodes", out)
+    assert len(rows) == 2, out
+    for d1, d2, kept, every in rows:
+        assert float(d1) >= float(d2) > 0 and 0 < int(kept) <= int(every), out   # deeper bounds are tighter
+
+
+def test_likelihood_bounds_per_token_logprobs_sum_to_the_protocols_scores(tmp_path):
+    import numpy as np
+
+    from bench.config import apply_overrides, load_profile
+    from bench.pipeline import PreparedCell
+    from bench.perf.likelihood_bounds import token_logprobs
+    from methods.ranking import score_all
+
+    cfg = load_profile("smoke")
+    apply_overrides(cfg, [f"cache_dir={tmp_path}", "data.shift=temporal"], [])
+    cell = PreparedCell(cfg, lambda line: None)
+    cell.ensure_sft()
+    model = cell.sft_model().eval()
+    prompt = cell.eval_prompts["ood_test"][0]
+    tokens = token_logprobs(model, prompt, [list(c) for c in cell.catalogue.completions], cell.catalogue.pad_id, 64)
+    exact = score_all(model, [prompt], cell.catalogue)[0]
+    assert np.allclose(tokens.sum(1), exact, atol=1e-4) and (tokens <= 0).all()
