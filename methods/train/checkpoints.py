@@ -41,8 +41,9 @@ def complete_checkpoints(folder: Path) -> dict[int, Path]:
 
 def resume_point(folder: Path, stop_step: int | None) -> Path | None:
     """The newest complete checkpoint at or before `stop_step` (any, when None), or None."""
-    steps = [s for s in complete_checkpoints(folder) if stop_step is None or s <= stop_step]
-    return complete_checkpoints(folder)[max(steps)] if steps else None
+    found = complete_checkpoints(folder)
+    steps = [s for s in found if stop_step is None or s <= stop_step]
+    return found[max(steps)] if steps else None
 
 
 def checkpoint_timing(checkpoint: Path | None) -> dict:

@@ -199,8 +199,8 @@ def cached_sft(path: Path, build_model, tokenizer, prompts, completions, cfg, se
     resumable = checkpoints is not None and (getattr(cfg, "save_steps", 0) or stop_step)
     if resumable:
         claim_folder(checkpoints, run_key)
-    if resumable and stop_step in complete_checkpoints(checkpoints):
-        checkpoint = complete_checkpoints(checkpoints)[stop_step]
+    checkpoint = complete_checkpoints(checkpoints).get(stop_step) if resumable and stop_step else None
+    if checkpoint is not None:
         log(f"sft: taking the model from {checkpoint}")
         stats = {**checkpoint_timing(checkpoint), "samples": len(prompts), "torch_threads": torch.get_num_threads()}
         model = None

@@ -54,7 +54,7 @@ def test_a_stopped_and_continued_run_reaches_the_uninterrupted_weights(tmp_path)
     first, early = sft(tmp_path, "early", SFTConfig(**base, save_steps=2, stop_after_samples=12), data)
     assert first["stop_step"] == 3 and first["samples_seen"] == 12
     assert sorted(complete_checkpoints(tmp_path / "ckpt")) == [2, 3]   # every 2 steps, and at the stop
-    assert not all(torch.equal(whole[k], early[k]) for k in whole)      # the stop is a different model
+    assert not all(torch.allclose(whole[k], early[k], atol=1e-6) for k in whole)   # the stop is another model
     resumed_stats, resumed = sft(tmp_path, "resumed", SFTConfig(**base, save_steps=2), data)
     assert_same_weights(whole, resumed)
     assert sorted(complete_checkpoints(tmp_path / "ckpt")) == [2, 3, 4, 6, 8, 10, 12]
