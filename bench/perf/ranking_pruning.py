@@ -1,15 +1,19 @@
-"""Top-k pruned likelihood ranking vs full scoring, on a trained model: `python -m bench.perf.ranking_pruning`.
+"""Top-k likelihood ranking, pruned or not, on a trained model: `python -m bench.perf.ranking_pruning`.
 
-The likelihood protocol only needs each prompt's k best items; `methods.ranking.score_all(top=k)` skips every chunk
-of the catalogue whose first-token bound is below the k-th best exact score found so far. How much that saves
-depends on how peaked the model is, so this benchmark uses the tiny profile's own SFT model (trained and cached
-under the profile's cache folder if missing, which takes minutes) and the cell's real test prompts and catalogue
-(ML-100K, 1,681 titles). The full run and two pruned runs (the bound on each item's first token, then on its first
-two tokens, `bound_tokens=2`) score the same prompts side by side in one process; printed: seconds per prompt of
-each, the speed-up, the share of item scores each pruned run computed, whether the top-k lists are identical, and
-the largest difference between the scores both computed. `--profile small` measures SmolLM2's subword titles.
+The likelihood protocol only needs each prompt's k best items. `methods.ranking.score_all(top=k)` skips every chunk
+of the catalogue whose first-token (or first-two-token, `bound_tokens=2`) bound is below the k-th best exact score
+found so far; `methods.ranking.node_search.top_k_scores` feeds single trie nodes best first and prunes each by its
+whole prefix. How much that saves depends on how peaked the model is, so this benchmark uses a profile's own SFT
+model (trained and cached under the profile's cache folder if missing, which takes minutes; `--set` picks the
+settings of another cached one) and the cell's real test prompts and catalogue (ML-100K, 1,681 titles), the user's
+consumed items excluded as the protocol does. Full scoring and every search score the same prompts side by side in
+one process; printed: seconds per prompt of each, the speed-up over full scoring (over the first search run when
+`--skip full`), the share of item scores computed, whether the top-k lists equal the reference's (full scoring's,
+else the first search's), and the largest difference between scores both computed. `--profile small` measures
+SmolLM2's subword titles.
 
-    python -m bench.perf.ranking_pruning [--shift temporal] [--prompts 320] [--k 20] [--full-chunk-len 64] [--profile tiny] [--cache DIR]
+    python -m bench.perf.ranking_pruning [--shift temporal] [--part ood_test] [--prompts 320] [--k 20]
+        [--expand 32 ...] [--skip full|bound1|bound2|nodes ...] [--profile tiny] [--cache DIR] [--set KEY=VALUE ...]
 """
 from __future__ import annotations
 
@@ -19,50 +23,76 @@ import time
 import numpy as np
 import torch
 
-from bench.config import load_profile
+from bench.config import apply_overrides, load_profile
 from bench.pipeline import PreparedCell
 from methods.ranking import score_all, top_k
+from methods.ranking.node_search import top_k_scores
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="tiny")
     parser.add_argument("--shift", default="temporal")
-    parser.add_argument("--prompts", type=int, default=320, help="OOD test prompts scored by both")
+    parser.add_argument("--part", default="ood_test")
+    parser.add_argument("--prompts", type=int, default=320, help="test prompts scored by each")
     parser.add_argument("--k", type=int, default=20, help="the ranking's k (the profile's ranking.k is 20)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--full-chunk-len", type=int, default=64,
                         help="chunk length of the full scoring (64 is its fastest on CPU; pruning prefers 16)")
+    parser.add_argument("--expand", type=int, nargs="+", default=[32], help="node search: nodes per prompt and round")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["full", "bound1", "bound2", "nodes"])
     parser.add_argument("--cache", help="SFT/tokenizer cache folder (default: the profile's cache_dir)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="the run settings of the SFT model to measure (as `bench run --set`)")
     args = parser.parse_args(argv)
 
     cfg = load_profile(args.profile)
-    cfg.data.shift = args.shift
-    if args.cache:
-        cfg.cache_dir = args.cache
+    apply_overrides(cfg, [f"data.shift={args.shift}", *args.set] + ([f"cache_dir={args.cache}"] if args.cache else []),
+                    [])
     cell = PreparedCell(cfg, lambda line: print(f"[cell] {line}"))
     cell.ensure_sft()
     model = cell.sft_model()
-    part = next(iter(cell.eval_prompts))
-    prompts = cell.eval_prompts[part][: args.prompts]
-    print(f"torch threads {torch.get_num_threads()}, {len(cell.catalogue)} items, {len(prompts)} {part} prompts, "
-          f"k = {args.k}")
+    prompts = cell.eval_prompts[args.part][: args.prompts]
+    consumed = cell.consumed(cell.eval_parts[args.part])
+    exclude = consumed[: len(prompts)] if consumed is not None else None
+    print(f"torch threads {torch.get_num_threads()}, {len(cell.catalogue)} items ({len(cell.catalogue.trie)} trie "
+          f"nodes), {len(prompts)} {args.part} prompts, k = {args.k}")
 
-    score_all(model, prompts[:4], cell.catalogue, args.batch_size, chunk_len=args.full_chunk_len)  # warm-up + plans
-    start = time.perf_counter()
-    full = score_all(model, prompts, cell.catalogue, args.batch_size, chunk_len=args.full_chunk_len)
-    t_full = (time.perf_counter() - start) / len(prompts)
-    print(f"full    {t_full * 1000:8.1f} ms/prompt  (chunk_len {args.full_chunk_len})")
-    for bound in (1, 2):  # the first-token bound, then the first two tokens (an extra pass over the first tokens)
-        score_all(model, prompts[:4], cell.catalogue, args.batch_size, top=args.k, bound_tokens=bound)
+    searches = {} if "full" in args.skip else {
+        f"full (chunk_len {args.full_chunk_len})":
+            lambda p: score_all(model, p, cell.catalogue, args.batch_size, chunk_len=args.full_chunk_len)}
+    for bound in (1, 2):
+        if f"bound{bound}" not in args.skip:
+            searches[f"chunks, bound on {bound} token(s)"] = lambda p, b=bound: score_all(
+                model, p, cell.catalogue, args.batch_size, top=args.k, bound_tokens=b,
+                exclude=exclude[: len(p)] if exclude is not None else None)
+    stats: dict[str, dict] = {}
+    for expand in [] if "nodes" in args.skip else args.expand:
+        name = f"nodes, expand {expand}"
+        searches[name] = lambda p, e=expand, name=name: top_k_scores(
+            model, p, cell.catalogue, args.k, args.batch_size, expand=e, stats=stats.setdefault(name, {}),
+            exclude=exclude[: len(p)] if exclude is not None else None)
+    reference = t_reference = None
+    for name, search in searches.items():
+        search(prompts[:4])  # warm-up + plans
+        stats.pop(name, None)
         start = time.perf_counter()
-        pruned = score_all(model, prompts, cell.catalogue, args.batch_size, top=args.k, bound_tokens=bound)
-        t_pruned = (time.perf_counter() - start) / len(prompts)
-        computed = np.isfinite(pruned)
-        print(f"top-{args.k:<3d} {t_pruned * 1000:8.1f} ms/prompt  bound on {bound} token(s): "
-              f"{computed.mean():.1%} of item scores computed, {t_full / t_pruned:.1f}x faster than full; top-{args.k} "
-              f"lists identical: {bool((top_k(pruned, args.k) == top_k(full, args.k)).all())}, max |pruned - full| "
-              f"{np.abs(pruned[computed] - full[computed]).max():.2e}")
+        scores = search(prompts)
+        seconds = (time.perf_counter() - start) / len(prompts)
+        best = top_k(scores, args.k, exclude)
+        computed = np.isfinite(scores)
+        line = f"{name:<28s} {seconds * 1000:9.1f} ms/prompt  {computed.mean():6.1%} of item scores computed"
+        if reference is None:
+            reference, t_reference = (scores, best), seconds
+        else:
+            both = computed & np.isfinite(reference[0])
+            line += (f", {t_reference / seconds:5.1f}x faster; top-{args.k} lists identical in "
+                     f"{(best == reference[1]).all(1).mean():.1%} of prompts, max |difference| "
+                     f"{np.abs(scores[both] - reference[0][both]).max():.2e}")
+        if name in stats:
+            line += (f"; {stats[name]['fed'] / len(prompts):.0f} trie nodes fed per prompt, "
+                     f"{stats[name]['rounds']} rounds")
+        print(line, flush=True)
 
 
 if __name__ == "__main__":

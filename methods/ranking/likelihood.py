@@ -26,6 +26,9 @@ below the k-th best exact score found so far; chunks are scored best bound first
 best, their order and their ties are exactly those of the full scores (tested); on the tiny profile's SFT model
 about an eighth of the item scores are computed and ranking is about 6x faster (`python -m bench.perf.ranking_pruning`).
 A flat (untrained) model prunes little and pays ~10 % for the rounds.
+
+``ranking.likelihood_search: nodes`` finds the same k best with `methods.ranking.node_search` instead: a best-first
+branch-and-bound over single trie nodes, each bounded by its whole prefix, each fed once.
 """
 from __future__ import annotations
 
@@ -38,6 +41,8 @@ from transformers import DynamicCache
 
 from methods.ranking.catalogue import Catalogue, Ranking, top_k
 from methods.ranking.generation import progress
+from methods.ranking.lm_head import additive_mask, decoder_and_head, log_probs
+from methods.ranking.node_search import top_k_scores
 from methods.ranking.protocols import register_protocol
 from methods.train.precision import autocast
 
@@ -151,50 +156,6 @@ def _on(plan: _Plan, device) -> dict[str, torch.Tensor]:
                                                                 "pair_item")}
 
 
-def _additive(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Bool (True = attend) -> additive float mask, which every attention implementation accepts."""
-    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, torch.finfo(dtype).min)
-
-
-def _decoder_and_head(model) -> tuple[torch.nn.Module, torch.nn.Linear]:
-    """The transformer body and the linear LM head; logits must be exactly ``head(body(...))``."""
-    for attr in ("final_logit_softcapping", "logit_scale", "logits_scaling"):
-        if getattr(model.config, attr, None) not in (None, 1.0):
-            raise NotImplementedError(f"score_all assumes plain linear logits; the model sets {attr}")
-    head = model.get_output_embeddings()
-    if not isinstance(head, torch.nn.Linear):
-        raise NotImplementedError(f"score_all needs a linear LM head, got {type(head).__name__}")
-    return model.get_decoder(), head
-
-
-def _log_probs(head: torch.nn.Linear, hidden: torch.Tensor, rows: torch.Tensor, tokens: torch.Tensor,
-               block: int = 256) -> torch.Tensor:
-    """log_softmax(head(hidden))[rows, tokens] in float32, the vocabulary `block` rows of `hidden` at a time.
-
-    The picked logit and the logsumexp come from the same logits, so every value is <= 0 exactly in floating point
-    (the logsumexp is ``top + log(sum)`` with ``sum >= 1``), in any dtype: the bound `score_all` prunes with. Small
-    blocks written into one reused buffer stay in cache, and the in-place ops avoid temporaries: several times faster
-    on CPU than ``head(hidden).log_softmax(-1)``.
-    """
-    out = torch.empty(len(rows), device=hidden.device)
-    lse = torch.empty(len(hidden), device=hidden.device)
-    order = torch.argsort(rows)
-    bounds = torch.searchsorted(rows[order], torch.arange(0, len(hidden) + block, block, device=rows.device)).tolist()
-    buf = torch.empty(min(block, len(hidden)), head.out_features, dtype=hidden.dtype, device=hidden.device)
-    for i, start in enumerate(range(0, len(hidden), block)):
-        h, logits = hidden[start: start + block], buf[: len(hidden) - start]
-        if head.bias is None:
-            torch.mm(h, head.weight.T, out=logits)
-        else:
-            torch.addmm(head.bias, h, head.weight.T, out=logits)
-        picked = order[bounds[i]: bounds[i + 1]]
-        out[picked] = logits[rows[picked] - start, tokens[picked]].float()
-        logits = logits.float()
-        top = logits.amax(-1, keepdim=True)
-        torch.log(logits.sub_(top).exp_().sum(-1), out=lse[start: start + len(h)]).add_(top.squeeze(-1))
-    return out - lse[rows]
-
-
 def score_all(model, prompts: Sequence[Sequence[int]], catalogue: Catalogue, batch_size: int = 16, *,
               top: int | None = None, chunk_len: int | None = None, max_tokens: int = 2048,
               first_round: int = 8, exclude: Sequence[np.ndarray] | None = None, bound_tokens: int = 1
@@ -203,7 +164,7 @@ def score_all(model, prompts: Sequence[Sequence[int]], catalogue: Catalogue, bat
 
     With `top` = k, only what decides each prompt's k best items is computed and every other item scores -inf; the
     k best (and their order and ties) are those of the full scores. The bound: an item's log-likelihood is at most
-    its first token's log-probability (every later term is <= 0, exactly so in floating point, see `_log_probs`),
+    its first token's log-probability (every later term is <= 0, exactly so in floating point, see `log_probs`),
     which the prompt pass gives for every item. A chunk is bounded by the best first token of its items. Chunks are
     scored best bound first, in rounds (`first_round` chunks per prompt, then twice as many each round); after each
     round tau, the k-th best exact score so far, is at most the true k-th best, so a chunk bounded below tau cannot
@@ -240,11 +201,11 @@ def score_all(model, prompts: Sequence[Sequence[int]], catalogue: Catalogue, bat
     chunked = _on(plan, device)
     firsts = _on(_first_token_plan(catalogue), device) if second_pass else None
     first, chunk_of = plan.first.to(device), plan.chunk_of.to(device)
-    decoder, head = _decoder_and_head(model)
+    decoder, head = decoder_and_head(model)
     out = np.empty((len(prompts), n_items), dtype=np.float64)
     order = np.argsort([len(p) for p in prompts], kind="stable")
 
-    with torch.inference_mode(), autocast(model):   # the body in the model's autocast dtype; `_log_probs` in fp32
+    with torch.inference_mode(), autocast(model):   # the body in the model's autocast dtype; `log_probs` in fp32
         for start in progress(range(0, len(prompts), batch_size), "likelihood ranking", batch_size):
             idx = order[start: start + batch_size]
             n = len(idx)
@@ -275,11 +236,11 @@ def score_all(model, prompts: Sequence[Sequence[int]], catalogue: Catalogue, bat
                     b, s = row_b[g: g + rows_per_call], row_s[g: g + rows_per_call]
                     cache = DynamicCache(ddp_cache_data=[(k[b], v[b]) for k, v in kv])
                     mask = torch.cat([prompt_mask[b, None, :].expand(-1, width, -1), p["tree"][s]], dim=-1)
-                    hidden = decoder(input_ids=p["tokens"][s], attention_mask=_additive(mask, model.dtype)[:, None],
+                    hidden = decoder(input_ids=p["tokens"][s], attention_mask=additive_mask(mask, model.dtype)[:, None],
                                      position_ids=lens[b, None] + p["depth"][s], cache=cache,
                                      use_cache=True).last_hidden_state
                     flat = torch.arange(len(b), device=device)[:, None] * width + p["pair_q"][s]  # (rows, pairs)
-                    vals = _log_probs(head, hidden.reshape(-1, hidden.shape[-1]), flat.flatten(),
+                    vals = log_probs(head, hidden.reshape(-1, hidden.shape[-1]), flat.flatten(),
                                       p["pair_t"][s].flatten()).view_as(flat)
                     scores.index_put_((b[:, None].expand_as(flat), p["pair_item"][s]), vals, accumulate=True)
 
@@ -311,15 +272,32 @@ def score_all(model, prompts: Sequence[Sequence[int]], catalogue: Catalogue, bat
 
 
 def _likelihood_options(ranking, tokenizer, load_base_model, device) -> dict:
-    """The pruning bound's title tokens, when not the default 1."""
+    """The search and its settings, where not the defaults (chunks, first-token bound)."""
+    if ranking.likelihood_search == "nodes":
+        return {"search": "nodes", "expand": ranking.likelihood_expand}
+    if ranking.likelihood_search != "chunks":
+        raise ValueError(f"ranking.likelihood_search must be chunks or nodes, got {ranking.likelihood_search!r}")
     return {"bound_tokens": ranking.likelihood_bound_tokens} if ranking.likelihood_bound_tokens != 1 else {}
 
 
-@register_protocol(
-    "likelihood", options=_likelihood_options,
-    cost_key=lambda r: "likelihood" if r.likelihood_bound_tokens == 1 else f"likelihood/bound{r.likelihood_bound_tokens}",
-    settings=lambda rest: {"likelihood_bound_tokens": int(rest[0].removeprefix("bound")) if rest else 1})
+def _cost_key(ranking) -> str:
+    if ranking.likelihood_search == "nodes":
+        return "likelihood/nodes"
+    return "likelihood" if ranking.likelihood_bound_tokens == 1 else f"likelihood/bound{ranking.likelihood_bound_tokens}"
+
+
+def _settings(rest: list[str]) -> dict:
+    if rest == ["nodes"]:
+        return {"likelihood_search": "nodes"}
+    return {"likelihood_bound_tokens": int(rest[0].removeprefix("bound")) if rest else 1}
+
+
+@register_protocol("likelihood", options=_likelihood_options, cost_key=_cost_key, settings=_settings)
 def likelihood(model, prompts: list[list[int]], catalogue: Catalogue, k: int = 20, batch_size: int = 16,
-               exclude: Sequence[np.ndarray] | None = None, **options) -> Ranking:
-    scores = score_all(model, prompts, catalogue, batch_size, top=k, exclude=exclude, **options)
+               exclude: Sequence[np.ndarray] | None = None, search: str = "chunks", expand: int = 32,
+               **options) -> Ranking:
+    if search == "nodes":
+        scores = top_k_scores(model, prompts, catalogue, k, batch_size, exclude=exclude, expand=expand)
+    else:
+        scores = score_all(model, prompts, catalogue, batch_size, top=k, exclude=exclude, **options)
     return Ranking(topk=top_k(scores, k), valid=np.ones(len(prompts), dtype=bool))

@@ -54,13 +54,18 @@ def test_profile_run_capped(capsys):
 def test_ranking_pruning_on_a_trained_model(capsys, tmp_path):
     from bench.perf import ranking_pruning
 
-    ranking_pruning.main(["--profile", "smoke", "--prompts", "24", "--k", "5", "--cache", str(tmp_path)])
+    ranking_pruning.main(["--profile", "smoke", "--prompts", "24", "--k", "5", "--expand", "4", "32",
+                          "--cache", str(tmp_path)])
     out = capsys.readouterr().out
-    rows = re.findall(r"bound on (\d) token\(s\): ([\d.]+)% of item scores computed, ([\d.]+)x faster than full; "
-                      r"top-5 lists identical: (\w+)", out)
-    assert [r[0] for r in rows] == ["1", "2"], out
-    for _, share, ratio, identical in rows:
-        assert identical == "True" and 0 < float(share) <= 100 and positive(ratio), out
+    rows = re.findall(r"(chunks, bound on \d token\(s\)|nodes, expand \d+) +[\d.]+ ms/prompt +([\d.]+)% of item "
+                      r"scores computed, +([\d.]+)x faster; top-5 lists identical in ([\d.]+)% of prompts", out)
+    assert [r[0] for r in rows] == ["chunks, bound on 1 token(s)", "chunks, bound on 2 token(s)", "nodes, expand 4",
+                                    "nodes, expand 32"], out
+    for name, share, ratio, identical in rows:
+        assert 0 < float(share) <= 100 and positive(ratio), out
+        # the chunk searches add the same terms as full scoring; the node search computes them in other batch
+        # shapes, so a near-tie may swap (float rounding)
+        assert float(identical) == 100 if name.startswith("chunks") else float(identical) >= 90, out
 
 
 def test_exposure_scale_small(capsys):

@@ -9,7 +9,7 @@ import torch
 
 from methods.ranking import PROTOCOLS, Ranking, rank, score_all, top_k
 from methods.ranking.catalogue import excluded
-from methods.ranking.likelihood import _log_probs
+from methods.ranking.lm_head import log_probs as _log_probs
 from methods.ranking.trie import Trie
 from splits.registry import UnknownNameError
 from tests.support import EOS, VOCAB, greedy_constrained, naive_scores, random_catalogue, random_prompts
