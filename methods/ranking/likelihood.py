@@ -41,7 +41,7 @@ from transformers import DynamicCache
 
 from methods.ranking.catalogue import Catalogue, Ranking, top_k
 from methods.ranking.generation import progress
-from methods.ranking.lm_head import additive_mask, decoder_and_head, log_probs
+from methods.ranking.lm_head import additive_mask, decoder_and_head, log_probs, prompt_pass
 from methods.ranking.node_search import top_k_scores
 from methods.ranking.protocols import register_protocol
 from methods.train.precision import autocast
@@ -209,23 +209,16 @@ def score_all(model, prompts: Sequence[Sequence[int]], catalogue: Catalogue, bat
         for start in progress(range(0, len(prompts), batch_size), "likelihood ranking", batch_size):
             idx = order[start: start + batch_size]
             n = len(idx)
-            lens = torch.tensor([len(prompts[i]) for i in idx], device=device)
-            ids = torch.full((n, int(lens.max())), catalogue.pad_id, dtype=torch.long, device=device)
-            for r, i in enumerate(idx):
-                ids[r, : len(prompts[i])] = torch.as_tensor(prompts[i])
-            prompt_mask = torch.arange(ids.shape[1], device=device)[None] < lens[:, None]
-            res = decoder(input_ids=ids, attention_mask=prompt_mask.long(), use_cache=True,
-                          position_ids=torch.arange(ids.shape[1], device=device).expand(n, -1))
-            last = head(res.last_hidden_state[torch.arange(n, device=device), lens - 1]).float().log_softmax(-1)
+            batch = prompt_pass(decoder, head, [prompts[i] for i in idx], catalogue.pad_id, device)
+            lens, prompt_mask, kv = batch.lens, batch.mask, batch.kv
             scores = torch.zeros(n, n_items + 1, device=device)  # last column collects padding pairs
-            scores[:, :n_items] = last[:, first]
+            scores[:, :n_items] = batch.first[:, first]
             if exclude is not None:
                 rows = [np.asarray(exclude[i], dtype=np.int64) for i in idx]
                 scores[torch.as_tensor(np.repeat(np.arange(n), [len(e) for e in rows]), device=device),
                        torch.as_tensor(np.concatenate(rows) if rows else [], dtype=torch.long, device=device)] = \
                     -torch.inf
-            kv = [(layer.keys, layer.values) for layer in res.cache.layers]
-            del res
+            del batch
 
             def add_chunks(todo: torch.Tensor, p: dict) -> None:
                 """Add to `scores` the log-probs that chunk s of plan `p` gives for prompt b, where todo[b, s]."""

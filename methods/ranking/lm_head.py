@@ -2,11 +2,14 @@
 `methods.ranking.node_search`) share to score completion tokens against a cached prompt.
 
 `decoder_and_head` splits a causal LM into its body and its linear head (models whose logits are not plain
-``head(hidden)`` are rejected); `log_probs` reads chosen log-probabilities without materialising the logits of every
-row at once; `additive_mask` turns a bool attention mask into the additive float mask every attention implementation
-accepts.
+``head(hidden)`` are rejected); `prompt_pass` runs a batch of prompts once and keeps their keys/values;
+`log_probs` reads chosen log-probabilities without materialising the logits of every row at once; `additive_mask`
+turns a bool attention mask into the additive float mask every attention implementation accepts.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 
@@ -53,3 +56,27 @@ def log_probs(head: torch.nn.Linear, hidden: torch.Tensor, rows: torch.Tensor, t
         top = logits.amax(-1, keepdim=True)
         torch.log(logits.sub_(top).exp_().sum(-1), out=lse[start: start + len(h)]).add_(top.squeeze(-1))
     return out - lse[rows]
+
+
+@dataclass
+class PromptPass:
+    """A batch of prompts run once, right-padded: what the completions are scored against."""
+    lens: torch.Tensor  # (n,) prompt lengths
+    mask: torch.Tensor  # (n, P) bool, real prompt tokens
+    first: torch.Tensor  # (n, vocab) float32 log-probs of the first completion token
+    kv: list[tuple[torch.Tensor, torch.Tensor]]  # per layer (keys, values), (n, kv heads, P, head dim)
+
+
+def prompt_pass(decoder, head: torch.nn.Linear, prompts: Sequence[Sequence[int]], pad_id: int, device) -> PromptPass:
+    """Run `prompts` (right-padded to the longest) through the body with the cache on; the head only at each
+    prompt's last real token."""
+    n = len(prompts)
+    lens = torch.tensor([len(p) for p in prompts], device=device)
+    ids = torch.full((n, int(lens.max())), pad_id, dtype=torch.long, device=device)
+    for r, p in enumerate(prompts):
+        ids[r, : len(p)] = torch.as_tensor(p)
+    mask = torch.arange(ids.shape[1], device=device)[None] < lens[:, None]
+    res = decoder(input_ids=ids, attention_mask=mask.long(), use_cache=True,
+                  position_ids=torch.arange(ids.shape[1], device=device).expand(n, -1))
+    first = head(res.last_hidden_state[torch.arange(n, device=device), lens - 1]).float().log_softmax(-1)
+    return PromptPass(lens, mask, first, [(layer.keys, layer.values) for layer in res.cache.layers])

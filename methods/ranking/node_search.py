@@ -34,7 +34,7 @@ from transformers import DynamicCache
 
 from methods.ranking.catalogue import Catalogue
 from methods.ranking.generation import progress
-from methods.ranking.lm_head import additive_mask, decoder_and_head, log_probs
+from methods.ranking.lm_head import additive_mask, decoder_and_head, log_probs, prompt_pass
 from methods.train.precision import autocast
 
 
@@ -132,19 +132,11 @@ def top_k_scores(model, prompts: Sequence[Sequence[int]], catalogue: Catalogue, 
         for start in progress(range(0, len(prompts), batch_size), "likelihood ranking (node search)", batch_size):
             idx = order[start: start + batch_size]
             n = len(idx)
-            lens = torch.tensor([len(prompts[i]) for i in idx], device=device)
-            ids = torch.full((n, int(lens.max())), catalogue.pad_id, dtype=torch.long, device=device)
-            for r, i in enumerate(idx):
-                ids[r, : len(prompts[i])] = torch.as_tensor(prompts[i])
-            prompt_mask = torch.arange(ids.shape[1], device=device)[None] < lens[:, None]
-            res = decoder(input_ids=ids, attention_mask=prompt_mask.long(), use_cache=True,
-                          position_ids=torch.arange(ids.shape[1], device=device).expand(n, -1))
-            last = head(res.last_hidden_state[torch.arange(n, device=device), lens - 1]).float().log_softmax(-1)
-            prompt_kv = [(layer.keys, layer.values) for layer in res.cache.layers]
-            del res
-
+            batch = prompt_pass(decoder, head, [prompts[i] for i in idx], catalogue.pad_id, device)
+            lens, prompt_mask, prompt_kv = batch.lens, batch.mask, batch.kv
             logp = torch.full((n, n_nodes), -torch.inf, device=device)  # prefix log-prob of each reached node
-            logp[:, depth_one] = last[:, token[depth_one]]
+            logp[:, depth_one] = batch.first[:, token[depth_one]]
+            del batch
             closed = ~expandable.expand(n, -1).clone()  # leaves, fed nodes, nodes under excluded items only
             if exclude is not None:
                 blocked = _blocked(tree, [exclude[i] for i in idx], device)
