@@ -30,6 +30,9 @@ from pathlib import Path
 from methods.declared_work import Work
 
 FIXED_RANKINGS = ("fixed",)
+# the share of the title trie the likelihood node search feeds per prompt: 334 of 17,875 nodes on SmolLM2's
+# 4k-sample SFT model (`python -m bench.perf.ranking_pruning --profile small`); a flatter model feeds more
+NODE_SEARCH_SHARE = 0.02
 
 # the H200 check (README "The paper profile on GPUs"; bench/perf/gpu_paper_path.sh) the default utilisation is from
 CHECK_SEQUENCES = 16 * 2         # 16 pairs per step, chosen + 1 rejected
@@ -191,7 +194,9 @@ class FlopsPrices:
             return 0.0
         if key == "sasrec":            # one forward per history: a third of a training sample's FLOPs
             return self._s(prompts * sasrec_flops(size.history_len, size.items) / 3)
-        if "likelihood" in key:
+        if key.endswith("likelihood/nodes"):
+            tokens = size.prompt_tokens + NODE_SEARCH_SHARE * size.catalogue_tokens
+        elif "likelihood" in key:
             tokens = size.prompt_tokens + size.catalogue_tokens
         else:
             beams = self.beams if key in ("beam", "d3") else int(key.rsplit("beams", 1)[-1]) if "beams" in key else 1

@@ -13,8 +13,8 @@ import methods
 from bench.cli import main
 from bench.leaderboard.records import cell_config, cell_identity
 from bench.planner.command import family_id, measure, predict, report
-from bench.planner.prices import (CalibratedPrices, Calibration, CalibrationError, FlopsPrices, default_utilisation,
-                                  sasrec_flops)
+from bench.planner.prices import (NODE_SEARCH_SHARE, CalibratedPrices, Calibration, CalibrationError, FlopsPrices,
+                                  default_utilisation, sasrec_flops)
 from bench.planner.table6 import epoch_seconds, table6_rows
 from bench.planner.grid_work import grid_work
 from methods.train.config import PreferenceConfig, SFTConfig
@@ -138,6 +138,8 @@ def test_flops_prices_follow_6n_per_trained_token_and_2n_forward(table6):
     assert checkpointed.seconds(train, size) == pytest.approx(128 * seq * 6e9 / 1e14)
     assert prices.seconds(Work("reference", "forward", 128, sequences=128), size) == pytest.approx(128 * seq * 2e9 / 1e14)
     assert prices.rank("likelihood", 10, size) == pytest.approx(10 * (size.prompt_tokens + size.catalogue_tokens) * 2e9 / 1e14)
+    nodes = 10 * (size.prompt_tokens + NODE_SEARCH_SHARE * size.catalogue_tokens) * 2e9 / 1e14  # the fed share only
+    assert prices.rank("likelihood/nodes", 10, size) == pytest.approx(nodes) < prices.rank("likelihood", 10, size)
     grounding = 10 * (size.prompt_tokens + 4 * size.title_tokens) * 2e9 / 1e14
     assert prices.rank("grounding/backbone/beams4", 10, size) == pytest.approx(grounding)
     assert prices.rank("grounding/backbone/beams4@base", 10, size) == pytest.approx(grounding)   # untrained: same FLOPs
