@@ -21,8 +21,7 @@ import numpy as np
 import torch
 from transformers import DynamicCache
 
-from bench.config import apply_overrides, load_profile
-from bench.pipeline import PreparedCell
+from bench.perf.sft_cell import add_cell_arguments, sft_cell
 
 
 def token_logprobs(model, prompt: list[int], completions: list[list[int]], pad_id: int,
@@ -66,25 +65,13 @@ def fed_nodes(completions: list[list[int]], prefix_scores: np.ndarray, tau: floa
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default="small")
-    parser.add_argument("--shift", default="temporal")
-    parser.add_argument("--part", default="iid_test")
-    parser.add_argument("--prompts", type=int, default=2)
+    add_cell_arguments(parser, profile="small", part="iid_test", prompts=2)
     parser.add_argument("--k", type=int, default=20)
-    parser.add_argument("--cache", help="SFT/tokenizer cache folder (default: the profile's cache_dir)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="the run settings of the SFT model to study (as `bench run --set`)")
     args = parser.parse_args(argv)
 
-    cfg = load_profile(args.profile)
-    apply_overrides(cfg, [f"data.shift={args.shift}", *args.set] + ([f"cache_dir={args.cache}"] if args.cache else []),
-                    [])
-    cell = PreparedCell(cfg, lambda line: print(f"[cell] {line}"))
-    cell.ensure_sft()
-    model = cell.sft_model().eval()
+    measured = sft_cell(args)
+    cell, model, prompts, consumed = measured.cell, measured.model, measured.prompts, measured.consumed
     completions = [list(c) for c in cell.catalogue.completions]
-    prompts = cell.eval_prompts[args.part][: args.prompts]
-    consumed = cell.consumed(cell.eval_parts[args.part])
     print(f"torch threads {torch.get_num_threads()}, {len(completions)} items, k = {args.k}, {args.part}")
     for n, prompt in enumerate(prompts):
         start = time.perf_counter()

@@ -23,38 +23,24 @@ import time
 import numpy as np
 import torch
 
-from bench.config import apply_overrides, load_profile
-from bench.pipeline import PreparedCell
+from bench.perf.sft_cell import add_cell_arguments, sft_cell
 from methods.ranking import score_all, top_k
 from methods.ranking.node_search import top_k_scores
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default="tiny")
-    parser.add_argument("--shift", default="temporal")
-    parser.add_argument("--part", default="ood_test")
-    parser.add_argument("--prompts", type=int, default=320, help="test prompts scored by each")
+    add_cell_arguments(parser, profile="tiny", part="ood_test", prompts=320)
     parser.add_argument("--k", type=int, default=20, help="the ranking's k (the profile's ranking.k is 20)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--full-chunk-len", type=int, default=64,
                         help="chunk length of the full scoring (64 is its fastest on CPU; pruning prefers 16)")
     parser.add_argument("--expand", type=int, nargs="+", default=[32], help="node search: nodes per prompt and round")
     parser.add_argument("--skip", nargs="*", default=[], choices=["full", "bound1", "bound2", "nodes"])
-    parser.add_argument("--cache", help="SFT/tokenizer cache folder (default: the profile's cache_dir)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="the run settings of the SFT model to measure (as `bench run --set`)")
     args = parser.parse_args(argv)
 
-    cfg = load_profile(args.profile)
-    apply_overrides(cfg, [f"data.shift={args.shift}", *args.set] + ([f"cache_dir={args.cache}"] if args.cache else []),
-                    [])
-    cell = PreparedCell(cfg, lambda line: print(f"[cell] {line}"))
-    cell.ensure_sft()
-    model = cell.sft_model()
-    prompts = cell.eval_prompts[args.part][: args.prompts]
-    consumed = cell.consumed(cell.eval_parts[args.part])
-    exclude = consumed[: len(prompts)] if consumed is not None else None
+    measured = sft_cell(args)
+    cell, model, prompts, exclude = measured.cell, measured.model, measured.prompts, measured.consumed
     print(f"torch threads {torch.get_num_threads()}, {len(cell.catalogue)} items ({len(cell.catalogue.trie)} trie "
           f"nodes), {len(prompts)} {args.part} prompts, k = {args.k}")
 

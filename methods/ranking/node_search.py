@@ -47,7 +47,6 @@ class _Tree:
     child_start: np.ndarray  # (N + 1,) CSR: node v's children are children[child_start[v]: child_start[v + 1]]
     children: np.ndarray  # (E,)
     leaf_of_item: torch.Tensor  # (n_items,) the leaf (EOS node) of each catalogue position
-    items_below: np.ndarray  # (N,) catalogue items under each node
 
 
 def _tree(catalogue: Catalogue) -> _Tree:
@@ -72,24 +71,18 @@ def _tree(catalogue: Catalogue) -> _Tree:
         token=torch.from_numpy(token), depth=torch.from_numpy(depth), ancestors=torch.from_numpy(ancestors),
         child_start=np.cumsum([0] + [len(c) for c in child_lists]),
         children=np.array([child for c in child_lists for _, child in c], dtype=np.int64),
-        leaf_of_item=torch.tensor(trie._leaf, dtype=torch.long), items_below=np.array(trie._items_below),
+        leaf_of_item=torch.tensor(trie._leaf, dtype=torch.long),
     )
     catalogue._plans["node-search"] = tree
     return tree
 
 
-def _blocked(tree: _Tree, exclude: Sequence[np.ndarray], device) -> torch.Tensor:
-    """(len(exclude), N) bool: the nodes all of whose items a prompt excludes."""
-    n_nodes = len(tree.items_below)
-    blocked = np.zeros((len(exclude), n_nodes), dtype=bool)
-    leaves, ancestors = tree.leaf_of_item.numpy(), tree.ancestors.numpy()
+def _blocked(catalogue: Catalogue, exclude: Sequence[np.ndarray], device) -> torch.Tensor:
+    """(len(exclude), N) bool: the nodes all of whose items a prompt excludes (`Trie.blocked`)."""
+    blocked = torch.zeros((len(exclude), len(catalogue.trie)), dtype=torch.bool)
     for row, positions in enumerate(exclude):
-        positions = np.unique(np.asarray(positions, dtype=np.int64))
-        if len(positions):
-            nodes = np.concatenate([ancestors[leaves[positions]].ravel(), leaves[positions]])
-            count = np.bincount(nodes[nodes > 0], minlength=n_nodes)
-            blocked[row] = (count == tree.items_below) & (count > 0)
-    return torch.from_numpy(blocked).to(device)
+        blocked[row, list(catalogue.trie.blocked(positions))] = True
+    return blocked.to(device)
 
 
 def _children(tree: _Tree, parents: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -121,7 +114,7 @@ def top_k_scores(model, prompts: Sequence[Sequence[int]], catalogue: Catalogue, 
     tree = _tree(catalogue)
     token, depth, ancestors = tree.token.to(device), tree.depth.to(device), tree.ancestors.to(device)
     leaf_of_item = tree.leaf_of_item.to(device)
-    n_nodes, n_items = len(tree.items_below), len(catalogue)
+    n_nodes, n_items = len(catalogue.trie), len(catalogue)
     expandable = torch.from_numpy(np.diff(tree.child_start) > 0).to(device)
     depth_one = torch.from_numpy(tree.children[tree.child_start[0]: tree.child_start[1]]).to(device)
     decoder, head = decoder_and_head(model)
@@ -137,11 +130,11 @@ def top_k_scores(model, prompts: Sequence[Sequence[int]], catalogue: Catalogue, 
             logp = torch.full((n, n_nodes), -torch.inf, device=device)  # prefix log-prob of each reached node
             logp[:, depth_one] = batch.first[:, token[depth_one]]
             del batch
-            closed = ~expandable.expand(n, -1).clone()  # leaves, fed nodes, nodes under excluded items only
-            if exclude is not None:
-                blocked = _blocked(tree, [exclude[i] for i in idx], device)
-                closed |= blocked
-                item_blocked = blocked[:, leaf_of_item]
+            # nodes under excluded items only stay at -inf: never fed, never counted in tau
+            blocked = (_blocked(catalogue, [exclude[i] for i in idx], device) if exclude is not None
+                       else torch.zeros((n, n_nodes), dtype=torch.bool, device=device))
+            logp.masked_fill_(blocked, -torch.inf)
+            closed = ~expandable.expand(n, -1).clone()  # leaves and fed nodes
             slot = torch.full((n, n_nodes), -1, dtype=torch.long, device=device)  # a fed node's row in the store
             store = [(k.new_zeros((256, k.shape[1], k.shape[3])), v.new_zeros((256, v.shape[1], v.shape[3])))
                      for k, v in prompt_kv]  # per layer: the fed nodes' keys and values, (slot, kv heads, head dim)
@@ -188,15 +181,10 @@ def top_k_scores(model, prompts: Sequence[Sequence[int]], catalogue: Catalogue, 
                 query, child = (torch.from_numpy(a).to(device) for a in _children(tree, parent.cpu().numpy()))
                 vals = log_probs(head, hidden.reshape(-1, hidden.shape[-1]), (q_row * n_queries + q_col)[query],
                                  token[child])
-                logp[b[query], child] = logp[b[query], parent[query]] + vals
-                items = logp[:, leaf_of_item]
-                if exclude is not None:
-                    items = items.masked_fill(item_blocked, -torch.inf)
-                tau = items.topk(min(top, n_items), dim=1).values[:, -1:]
-            items = logp[:, leaf_of_item]
-            if exclude is not None:
-                items = items.masked_fill(item_blocked, -torch.inf)
-            out[idx] = items.double().cpu().numpy()
+                logp[b[query], child] = (logp[b[query], parent[query]] + vals).masked_fill(blocked[b[query], child],
+                                                                                          -torch.inf)
+                tau = logp[:, leaf_of_item].topk(min(top, n_items), dim=1).values[:, -1:]
+            out[idx] = logp[:, leaf_of_item].double().cpu().numpy()
     return out
 
 
