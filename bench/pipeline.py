@@ -21,6 +21,7 @@ from bench.metrics import grouped_metrics, metrics_by_group, ranking_metrics, re
 from bench.prompts import (check_joint_tokenization, display_titles, encode_completion, encode_prompt, noun_for,
                            render_prompt, uses_chat_template)
 from bench.results import environment, peak_memory_mb, record_key, record_path, write_record
+from bench.sft_models import find_prebuilt, write_identity
 from methods.base import MethodContext, TrainingSamples
 from methods.ranking import Catalogue, ProtocolRecommender, rank
 from methods.ranking.protocols import protocol_options
@@ -110,10 +111,15 @@ class PreparedCell:
         self.sft_checkpoints = (Path(cfg.sft.checkpoint_dir) if cfg.sft.checkpoint_dir
                                 else self.cache_dir / "sft-checkpoints" / self.sft_run)
         self.sft_tag = record_key(sft_identity if stop is None else {**sft_identity, "stop_after_samples": stop})
+        self.sft_identity = sft_identity if stop is None else {**sft_identity, "stop_after_samples": stop}
         self.sft_dir = self.cache_dir / "sft" / self.sft_tag
-        prebuilt = Path(cfg.sft.prebuilt_dir) / self.sft_tag if cfg.sft.prebuilt_dir else None
-        if prebuilt is not None and cached_entry(prebuilt)[0] is not None:  # a committed model: used, never written
-            self.sft_dir = prebuilt
+        if cfg.sft.prebuilt_dir:  # a committed model: used, never written
+            found, why = find_prebuilt(Path(cfg.sft.prebuilt_dir), self.sft_tag, self.sft_identity,
+                                       lambda entry: cached_entry(entry)[0] is not None)
+            log(f"sft: committed model {found} ({why})" if found else
+                f"sft: no committed model in {cfg.sft.prebuilt_dir} ({why}); this cell's own is {self.sft_tag}")
+            if found is not None:
+                self.sft_dir, self.sft_tag = found, found.name
         self.sft_stats: dict | None = None
         self.seen_by_user: dict[int, np.ndarray] | None = None
 
@@ -133,6 +139,8 @@ class PreparedCell:
                                         [self.completions[int(t)] for t in self.train.targets], self.cfg.sft,
                                         self.cfg.seed, self.device, self.cfg.backbone.dtype, self.log,
                                         checkpoints=self.sft_checkpoints, run_key=self.sft_run)
+            if self.sft_dir.parent == self.cache_dir / "sft":  # this machine's own entry: what trained it
+                write_identity(self.sft_dir, self.sft_identity)
         return self.sft_stats
 
     def sft_model(self):
