@@ -21,7 +21,7 @@ from bench.metrics import grouped_metrics, metrics_by_group, ranking_metrics, re
 from bench.prompts import (check_joint_tokenization, display_titles, encode_completion, encode_prompt, noun_for,
                            render_prompt, uses_chat_template)
 from bench.results import environment, peak_memory_mb, record_key, record_path, write_record
-from bench.sft_models import find_prebuilt, write_identity
+from bench.sft_models import find_prebuilt, prebuilt_folder, write_identity
 from methods.base import MethodContext, TrainingSamples
 from methods.ranking import Catalogue, ProtocolRecommender, rank
 from methods.ranking.protocols import protocol_options
@@ -114,7 +114,7 @@ class PreparedCell:
         self.sft_identity = sft_identity if stop is None else {**sft_identity, "stop_after_samples": stop}
         self.sft_dir = self.cache_dir / "sft" / self.sft_tag
         if cfg.sft.prebuilt_dir:  # a committed model: used, never written
-            found, why = find_prebuilt(Path(cfg.sft.prebuilt_dir), self.sft_tag, self.sft_identity,
+            found, why = find_prebuilt(prebuilt_folder(cfg.sft.prebuilt_dir), self.sft_tag, self.sft_identity,
                                        lambda entry: cached_entry(entry)[0] is not None)
             log(f"sft: committed model {found} ({why})" if found else
                 f"sft: no committed model in {cfg.sft.prebuilt_dir} ({why}); this cell's own is {self.sft_tag}")

@@ -12,8 +12,21 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from leaderboards import HERE as SHIPPED_LEADERBOARDS
+
 IDENTITY_FILE = "sft_identity.json"
 MACHINE_KEYS = ("cpu_threads", "autocast")  # how this machine trained a model, not which model it is
+
+
+def prebuilt_folder(option: str) -> Path:
+    """The folder `sft.prebuilt_dir` names: as given (absolute, or relative to the working directory), else, for a
+    relative `leaderboards/...` path, that folder inside the installed package (a wheel ships the leaderboards'
+    committed SFT models), so a profile's `leaderboards/small/sft` works in a checkout and after `pip install`."""
+    path = Path(option)
+    if path.is_absolute() or path.is_dir() or path.parts[:1] != ("leaderboards",):
+        return path
+    shipped = SHIPPED_LEADERBOARDS.joinpath(*path.parts[1:])
+    return shipped if shipped.is_dir() else path
 
 
 def portable(identity: dict) -> dict:

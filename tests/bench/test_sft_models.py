@@ -2,9 +2,11 @@
 it; never one trained under another identity, never a partial entry."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from bench.sft_models import find_prebuilt, portable, read_identity, write_identity
+from bench.sft_models import SHIPPED_LEADERBOARDS, find_prebuilt, portable, prebuilt_folder, read_identity, write_identity
 
 IDENTITY = {"split": "abc", "seed": 0, "sft": {"epochs": 1}, "cpu_threads": 2, "autocast": "bf16"}
 
@@ -68,3 +70,12 @@ def test_an_identity_is_written_once_and_read_back(tmp_path):
     assert read_identity(path) == IDENTITY and portable(read_identity(path)) == {
         "split": "abc", "seed": 0, "sft": {"epochs": 1}}
     assert read_identity(tmp_path / "missing") is None
+
+
+def test_a_leaderboards_path_resolves_inside_the_installed_package_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert prebuilt_folder("leaderboards/tiny") == SHIPPED_LEADERBOARDS / "tiny"
+    (tmp_path / "leaderboards" / "tiny").mkdir(parents=True)  # a folder here wins
+    assert prebuilt_folder("leaderboards/tiny") == Path("leaderboards/tiny")
+    assert prebuilt_folder("elsewhere/tiny") == Path("elsewhere/tiny")  # only leaderboards/ paths are shipped
+    assert prebuilt_folder("leaderboards/nowhere") == Path("leaderboards/nowhere")  # missing: find_prebuilt says so
