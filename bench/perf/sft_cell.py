@@ -29,11 +29,16 @@ class SFTCell:
     consumed: list[np.ndarray] | None  # their users' consumed items (catalogue positions), or None
 
 
-def sft_cell(args: argparse.Namespace) -> SFTCell:
+def load_cell(args: argparse.Namespace) -> PreparedCell:
+    """The cell the arguments name (its SFT model not yet trained or loaded)."""
     cfg = load_profile(args.profile)
     apply_overrides(cfg, [f"data.shift={args.shift}", *args.set] + ([f"cache_dir={args.cache}"] if args.cache else []),
                     [])
-    cell = PreparedCell(cfg, lambda line: print(f"[cell] {line}"))
+    return PreparedCell(cfg, lambda line: print(f"[cell] {line}"))
+
+
+def sft_cell(args: argparse.Namespace) -> SFTCell:
+    cell = load_cell(args)
     cell.ensure_sft()
     prompts = cell.eval_prompts[args.part][: args.prompts]
     consumed = cell.consumed(cell.eval_parts[args.part])

@@ -156,3 +156,38 @@ def test_likelihood_bounds_per_token_logprobs_sum_to_the_protocols_scores(tmp_pa
     tokens = token_logprobs(model, prompt, [list(c) for c in cell.catalogue.completions], cell.catalogue.pad_id, 64)
     exact = score_all(model, [prompt], cell.catalogue)[0]
     assert np.allclose(tokens.sum(1), exact, atol=1e-4) and (tokens <= 0).all()
+
+
+def test_heldout_nll_prints_the_sft_models_nll_against_popularity(capsys, tmp_path):
+    from bench.perf import heldout_nll
+
+    heldout_nll.main(["--profile", "smoke", "--prompts", "8", "--cache", str(tmp_path)])
+    out = capsys.readouterr().out
+    rows = {m[0]: m[1:] for m in re.findall(r"^(\w+)\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)%", out, re.M)}
+    assert {"train", "ood_test"} <= set(rows), out
+    for samples, sft, pop, share in rows.values():
+        assert int(samples) == 8 and float(sft) > 0 and float(pop) > 0 and 0 <= float(share) <= 100
+
+
+def test_heldout_nll_is_minus_the_likelihood_protocols_score_of_the_target(tmp_path):
+    import numpy as np
+
+    from bench.config import apply_overrides, load_profile
+    from bench.perf.heldout_nll import popularity_nll, title_nll
+    from bench.pipeline import PreparedCell
+    from methods.ranking import score_all
+
+    cfg = load_profile("smoke")
+    apply_overrides(cfg, [f"cache_dir={tmp_path}", "data.shift=temporal"], [])
+    cell = PreparedCell(cfg, lambda line: None)
+    cell.ensure_sft()
+    model = cell.sft_model().eval()
+    prompts, targets = cell.eval_prompts["ood_test"][:3], cell.eval_parts["ood_test"].targets[:3]
+    nll = title_nll(model, prompts, [cell.completions[int(t)] for t in targets], cell.catalogue.pad_id, batch_size=2)
+    scores = score_all(model, prompts, cell.catalogue)
+    exact = [scores[r, cell.position[int(t)]] for r, t in enumerate(targets)]
+    assert np.allclose(nll, -np.array(exact), atol=1e-4)
+
+    counts = np.array([3, 0, 1])
+    pop = popularity_nll(counts, np.arange(3))
+    assert np.allclose(pop, -np.log(np.array([4, 1, 2]) / 7)) and np.isclose(np.exp(-pop).sum(), 1)
