@@ -1,6 +1,7 @@
 """The data the commands read at run time, shipped inside the installed package: the paper's published numbers
 (`paper/*.csv`, read by `compare` and the leaderboard tables) and each profile's committed calibration
-(`<profile>/calibration.json`, read by `bench plan`). The regenerated tables and their records stay in the
+(`<profile>/calibration.json`, read by `bench plan`) and finished SFT models (`<profile>/sft/<tag>/`, which a
+profile's `sft.prebuilt_dir` names). The regenerated tables and their records stay in the
 repository only: pass `--results` to point at records.
 """
 from __future__ import annotations

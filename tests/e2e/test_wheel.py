@@ -70,6 +70,17 @@ def test_the_wheel_holds_every_package_and_the_data_commands_read(installed):
     assert {f"leaderboards/paper/table{i}.csv" for i in range(1, 10)} <= names
     assert {"leaderboards/tiny/calibration.json", "bench/profiles/tiny.yaml", "bench/profiles/smoke.yaml"} <= names
     assert not [n for n in names if "/records/" in n], "the committed records do not belong in the wheel"
+    committed = "leaderboards/small/sft/80f10d66d8509288/"
+    assert {committed + f for f in ("adapter_model.safetensors", "adapter_config.json", "sft_stats.json",
+                                    "sft_identity.json", "tokenizer.json")} <= names
+
+
+def test_the_profiles_committed_sft_models_are_found_in_the_installed_package(installed):
+    _, python, work, env = installed
+    out = _run([python, "-c", "from bench.sft_models import prebuilt_folder; "
+                              "print(sorted(p.name for p in prebuilt_folder('leaderboards/small/sft').iterdir()))"],
+               work, env=env).stdout
+    assert "80f10d66d8509288" in out, out
 
 
 def test_the_installed_code_is_the_wheels_not_the_checkouts(installed):
