@@ -110,8 +110,8 @@ class PreparedCell:
         self.sft_run = record_key(sft_identity)
         self.sft_checkpoints = (Path(cfg.sft.checkpoint_dir) if cfg.sft.checkpoint_dir
                                 else self.cache_dir / "sft-checkpoints" / self.sft_run)
-        self.sft_tag = record_key(sft_identity if stop is None else {**sft_identity, "stop_after_samples": stop})
         self.sft_identity = sft_identity if stop is None else {**sft_identity, "stop_after_samples": stop}
+        self.sft_tag = record_key(self.sft_identity)
         self.sft_dir = self.cache_dir / "sft" / self.sft_tag
         if cfg.sft.prebuilt_dir:  # a committed model: used, never written
             found, why = find_prebuilt(prebuilt_folder(cfg.sft.prebuilt_dir), self.sft_tag, self.sft_identity,

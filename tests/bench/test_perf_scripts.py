@@ -139,19 +139,25 @@ def test_likelihood_bounds_on_a_trained_model(capsys, tmp_path):
         assert float(d1) >= float(d2) > 0 and 0 < int(kept) <= int(every), out   # deeper bounds are tighter
 
 
-def test_likelihood_bounds_per_token_logprobs_sum_to_the_protocols_scores(tmp_path):
-    import numpy as np
-
+def smoke_sft_cell(tmp_path):
+    """The smoke profile's temporal cell with its SFT model trained into `tmp_path`, and that model in eval mode."""
     from bench.config import apply_overrides, load_profile
     from bench.pipeline import PreparedCell
-    from bench.perf.likelihood_bounds import token_logprobs
-    from methods.ranking import score_all
 
     cfg = load_profile("smoke")
     apply_overrides(cfg, [f"cache_dir={tmp_path}", "data.shift=temporal"], [])
     cell = PreparedCell(cfg, lambda line: None)
     cell.ensure_sft()
-    model = cell.sft_model().eval()
+    return cell, cell.sft_model().eval()
+
+
+def test_likelihood_bounds_per_token_logprobs_sum_to_the_protocols_scores(tmp_path):
+    import numpy as np
+
+    from bench.perf.likelihood_bounds import token_logprobs
+    from methods.ranking import score_all
+
+    cell, model = smoke_sft_cell(tmp_path)
     prompt = cell.eval_prompts["ood_test"][0]
     tokens = token_logprobs(model, prompt, [list(c) for c in cell.catalogue.completions], cell.catalogue.pad_id, 64)
     exact = score_all(model, [prompt], cell.catalogue)[0]
@@ -172,16 +178,10 @@ def test_heldout_nll_prints_the_sft_models_nll_against_popularity(capsys, tmp_pa
 def test_heldout_nll_is_minus_the_likelihood_protocols_score_of_the_target(tmp_path):
     import numpy as np
 
-    from bench.config import apply_overrides, load_profile
     from bench.perf.heldout_nll import popularity_nll, title_nll
-    from bench.pipeline import PreparedCell
     from methods.ranking import score_all
 
-    cfg = load_profile("smoke")
-    apply_overrides(cfg, [f"cache_dir={tmp_path}", "data.shift=temporal"], [])
-    cell = PreparedCell(cfg, lambda line: None)
-    cell.ensure_sft()
-    model = cell.sft_model().eval()
+    cell, model = smoke_sft_cell(tmp_path)
     prompts, targets = cell.eval_prompts["ood_test"][:3], cell.eval_parts["ood_test"].targets[:3]
     nll = title_nll(model, prompts, [cell.completions[int(t)] for t in targets], cell.catalogue.pad_id, batch_size=2)
     scores = score_all(model, prompts, cell.catalogue)
